@@ -1,0 +1,286 @@
+"""Database: one CouchDB database, and its documents.
+
+Every I/O method takes ``callback=None`` and keeps the calling contract (see
+:func:`corduroy.http.finish`): with a callback it returns an Operation and
+calls ``callback(data, status)`` later; inside a running reactor or a
+``@relax`` generator it returns the Operation to yield or await; otherwise
+it blocks and returns the data or raises.
+"""
+from __future__ import annotations
+
+from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple, Union
+
+from loop import Operation, Status, completed, get_reactor, trampoline
+
+from .conflicts import ConflictResolution, MergeFunction, take_server_rev
+from .document import Document
+from .exceptions import Conflict, NotFound
+from .http import CouchOperation, Server, finish
+from .urls import doc_path, quote_segment, split_credentials, validate_db_name
+
+__all__ = ["Database"]
+
+Callback = Optional[Callable[[Any, Status], Any]]
+
+#: How many ids one ``_uuids`` request fetches for the id cache.
+UUID_BATCH = 100
+
+
+class Database:
+    """A CouchDB database.
+
+    ``Database("name")`` uses the default server (``corduroy.defaults.url``);
+    ``Database("http://host:5984/name")`` names the server too.  Creating the
+    object does no I/O.
+
+    >>> Database("underlings")
+    <Database 'underlings'>
+    """
+
+    def __init__(self, name: str, auth: Optional[Tuple[str, str]] = None, server: Optional[Server] = None,
+                 **server_options: Any) -> None:
+        if not isinstance(name, str):
+            raise TypeError("a database is named by a str, not %s" % type(name).__name__)
+        if "://" in name:
+            from urllib.parse import unquote
+
+            base, inline = split_credentials(name)
+            root, _, last = base.rpartition("/")
+            if "://" not in root or not last:
+                raise ValueError("the URL names no database")
+            name = unquote(last)
+            if server is None:
+                server = Server(root, auth=auth if auth is not None else inline, **server_options)
+        validate_db_name(name)
+        if server is None:
+            server = Server(None, auth=auth, **server_options)
+        self.name = name
+        self.server = server
+        self._path = "/" + quote_segment(name)
+
+    @property
+    def url(self) -> str:
+        """The database's URL (without credentials)."""
+        return self.server.url + self._path
+
+    def __repr__(self) -> str:
+        return "<Database %r>" % (self.name,)
+
+    def __eq__(self, other: Any) -> bool:
+        return isinstance(other, Database) and other.url == self.url
+
+    def __hash__(self) -> int:
+        return hash(self.url)
+
+    # -- plumbing shared by every method --------------------------------
+    def _request(self, method: str, path: str = "", **kwargs: Any) -> Operation:
+        return self.server.request(method, self._path + path, **kwargs)
+
+    def _run(self, gen: Generator[Any, Any, Any], callback: Callback) -> Any:
+        """Run an internal generator through the trampoline under the calling contract."""
+        reactor = get_reactor()
+        return finish(trampoline(gen, reactor, CouchOperation(reactor)), callback)
+
+    # -- the database itself --------------------------------------------
+    def exists(self, callback: Callback = None) -> Any:
+        """True if the database exists on the server (a HEAD request)."""
+        return self._run(self._exists(), callback)
+
+    def _exists(self) -> Generator[Any, Any, bool]:
+        try:
+            yield self._request("HEAD")
+        except NotFound:
+            return False
+        return True
+
+    def info(self, ddoc: Optional[str] = None, callback: Callback = None) -> Any:
+        """The database's info (``GET /db``), or a design document's (``_design/ddoc/_info``)."""
+        if ddoc is None:
+            return finish(self._request("GET"), callback)
+        return finish(self._request("GET", "/" + _ddoc_path(ddoc) + "/_info"), callback)
+
+    # -- reading documents ----------------------------------------------
+    def get(self, id_or_ids: Union[str, List[str]], callback: Callback = None, **options: Any) -> Any:
+        """The document with id ``id_or_ids``, or a list of documents for a list of ids.
+
+        One id: a :class:`Document`, or raises NotFound.  A list: a list in the
+        same order with None where a document is missing or deleted.
+        Options for one id: ``rev``, ``revs``, ``revs_info``, ``conflicts``,
+        ``open_revs``, ``attachments``, ``latest``, ``local_seq``, ``meta``.
+        """
+        if isinstance(id_or_ids, (list, tuple)):
+            return finish(self._fetch_many(list(id_or_ids), **options), callback)
+        path = "/" + doc_path(id_or_ids)
+        return finish(self._request("GET", path, params=options or None), callback)
+
+    def _fetch_many(self, ids: List[str], **options: Any) -> Operation:
+        for doc_id in ids:
+            if not isinstance(doc_id, str) or not doc_id:
+                raise TypeError("document ids are non-empty strings, got %r" % (doc_id,))
+        if not ids:
+            return completed([], reactor=get_reactor())
+        params = dict(options)
+        params["include_docs"] = True
+        return self._request("POST", "/_all_docs", params=params, json={"keys": ids},
+                             transform=_docs_from_rows)
+
+    # -- writing documents ----------------------------------------------
+    def save(self, doc_or_docs: Union[dict, List[dict]], merge: Optional[MergeFunction] = None,
+             force: bool = False, callback: Callback = None, **options: Any) -> Any:
+        """Create or update one document or a list of them; returns a :class:`ConflictResolution`.
+
+        Saved docs get their ``_id`` and ``_rev`` updated in place; a doc with
+        no ``_id`` gets a server-generated one.  One document in conflict
+        raises :class:`Conflict`; in a list, conflicts are reported per doc in
+        ``pending``.  ``merge=fn`` or ``force=True`` resolve conflicts at once
+        (see :meth:`ConflictResolution.resolve`).  Options: ``batch="ok"``,
+        ``all_or_nothing=True`` (lists), ``new_edits=False`` (lists).
+        A list with ``_deleted: True`` docs deletes them.
+        """
+        if force and merge is None:
+            merge = take_server_rev
+        if merge is not None and not callable(merge):
+            raise TypeError("merge must be a function of (local_doc, server_doc)")
+        single = isinstance(doc_or_docs, dict)
+        docs = [doc_or_docs] if single else doc_or_docs
+        if not isinstance(docs, (list, tuple)):
+            raise TypeError("save takes a dict or a list of dicts, not %s" % type(doc_or_docs).__name__)
+        # Encode everything before any I/O: a bad doc raises here and nothing is sent.
+        from . import codec
+
+        for doc in docs:
+            if not isinstance(doc, dict):
+                raise TypeError("documents are dicts, not %s" % type(doc).__name__)
+            codec.encode(doc, "document %r" % (doc.get("_id", "(new)"),))
+        return self._run(self._save(list(docs), single, merge, options), callback)
+
+    def _save(self, docs: List[dict], single: bool, merge: Optional[MergeFunction],
+              options: Dict[str, Any]) -> Generator[Any, Any, ConflictResolution]:
+        missing = sum(1 for doc in docs if doc.get("_id") is None)
+        if missing:
+            ids = yield self._take_uuids(missing)
+            it = iter(ids)
+            for doc in docs:
+                if doc.get("_id") is None:
+                    doc["_id"] = next(it)
+        if single:
+            outcome = yield self._write_one(docs[0], options)
+        else:
+            outcome = yield self._bulk_write(docs, options)
+        if merge is not None and outcome.pending:
+            yield outcome._resolve(merge)
+        if single and outcome.pending and merge is None:
+            doc = docs[0]
+            raise Conflict(reason="Document update conflict.", error="conflict", code=409,
+                           method="PUT", url=self.url + "/" + doc_path(doc["_id"]))
+        return outcome
+
+    def _write_one(self, doc: dict, options: Dict[str, Any]) -> Operation:
+        params = {k: v for k, v in options.items() if k in ("batch", "new_edits", "rev")} or None
+        op = CouchOperation(get_reactor())
+
+        def done(data: Any, status: Status) -> None:
+            outcome = ConflictResolution(self, options=options)
+            if status.error is Conflict:
+                outcome.pending[doc["_id"]] = doc
+            elif status.exception is not None:
+                op.complete(data, status)
+                return
+            else:
+                _apply_result(doc, data)
+                outcome.resolved[doc["_id"]] = doc
+            op.complete(outcome, Status(status.code, header_lines=None, headers=status.headers))
+
+        self._request("PUT", "/" + doc_path(doc["_id"]), params=params, json=doc,
+                      what="document %r" % doc["_id"]).add_callback(done)
+        return op
+
+    def _bulk_write(self, docs: List[dict], options: Dict[str, Any]) -> Operation:
+        body: Dict[str, Any] = {"docs": docs}
+        for key in ("all_or_nothing", "new_edits"):
+            if key in options:
+                body[key] = options[key]
+        params = {"batch": options["batch"]} if "batch" in options else None
+
+        def outcome(results: Any, status: Status) -> ConflictResolution:
+            result = ConflictResolution(self, options=options)
+            for doc, row in zip(docs, results):
+                doc_id = row.get("id") or doc.get("_id")
+                error = row.get("error")
+                if error is None:
+                    _apply_result(doc, row)
+                    result.resolved[doc_id] = doc
+                elif error == "conflict":
+                    result.pending[doc_id] = doc
+                else:
+                    result.errors[doc_id] = {"doc": doc, "error": error, "reason": row.get("reason")}
+            return result
+
+        return self._request("POST", "/_bulk_docs", params=params, json=body, transform=outcome,
+                             what="documents")
+
+    def _take_uuids(self, count: int) -> Operation:
+        cache = self.server.uuid_cache
+        if len(cache) >= count:
+            taken = cache[:count]
+            del cache[:count]
+            return completed(taken, reactor=get_reactor())
+
+        def refill(data: Any, status: Status) -> List[str]:
+            cache.extend(data["uuids"])
+            taken = cache[:count]
+            del cache[:count]
+            return taken
+
+        return self.server.request("GET", "/_uuids", params={"count": max(count, UUID_BATCH)},
+                                   transform=refill)
+
+    def delete(self, doc: dict, callback: Callback = None) -> Any:
+        """Delete ``doc`` (it needs ``_id`` and the current ``_rev``).
+
+        Returns ``{ok, id, rev}`` and updates the doc's ``_rev``; raises
+        NotFound or Conflict.
+        """
+        if not isinstance(doc, dict) or not doc.get("_id"):
+            raise ValueError("delete needs a document with an _id (and its current _rev)")
+
+        def applied(data: Any, status: Status) -> Any:
+            if isinstance(data, dict) and data.get("rev"):
+                doc["_rev"] = data["rev"]
+            return data
+
+        params = {"rev": doc["_rev"]} if doc.get("_rev") else None
+        return finish(self._request("DELETE", "/" + doc_path(doc["_id"]), params=params,
+                                    transform=applied), callback)
+
+
+def _apply_result(doc: dict, result: Any) -> None:
+    if isinstance(result, dict):
+        if result.get("id") is not None:
+            doc["_id"] = result["id"]
+        if result.get("rev") is not None:
+            doc["_rev"] = result["rev"]
+
+
+def _docs_from_rows(data: Any, status: Status) -> List[Optional[Document]]:
+    return [row.get("doc") if row.get("error") is None else None for row in data["rows"]]
+
+
+def _ddoc_path(ddoc: str) -> str:
+    """``name`` or ``_design/name`` as the quoted path of a design document."""
+    if not isinstance(ddoc, str) or not ddoc:
+        raise TypeError("a design document is named by a non-empty str")
+    if ddoc.startswith("_design/"):
+        ddoc = ddoc[len("_design/"):]
+    return "_design/" + quote_segment(ddoc)
+
+
+def _iter_chunks(items: Iterable[Any], size: int) -> Iterable[List[Any]]:
+    chunk: List[Any] = []
+    for item in items:
+        chunk.append(item)
+        if len(chunk) >= size:
+            yield chunk
+            chunk = []
+    if chunk:
+        yield chunk

@@ -1,0 +1,143 @@
+"""URL building: quoting of names and ids, query strings, credentials.
+
+Every database name, document id, attachment name, design document and view
+name is quoted as one path segment, so no value can reach another path or
+add a query parameter: ``a/b`` becomes ``a%2Fb`` and ``../_config`` stays a
+document id.  ``_design/...`` and ``_local/...`` ids keep their prefix as a
+path segment, as CouchDB expects.
+"""
+from __future__ import annotations
+
+import re
+from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from urllib.parse import quote, unquote, urlsplit, urlunsplit
+
+from . import codec
+
+__all__ = [
+    "quote_segment", "doc_path", "db_path", "validate_db_name", "encode_query",
+    "split_credentials", "JSON_PARAMS",
+]
+
+#: CouchDB's rule for database names (plus its system databases).
+_DB_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*\Z")
+_SYSTEM_DBS = {"_users", "_replicator", "_global_changes", "_dbs", "_nodes"}
+_MAX_DB_NAME = 238
+
+#: Query parameters whose values CouchDB reads as JSON.
+JSON_PARAMS = frozenset({
+    "key", "keys", "startkey", "endkey", "start_key", "end_key", "startkey_docid_json",
+})
+
+
+def quote_segment(value: str) -> str:
+    """Quote ``value`` as a single path segment (``/`` included)."""
+    if not isinstance(value, str):
+        raise TypeError("expected a str for a name or id, got %s" % type(value).__name__)
+    return quote(value, safe="")
+
+
+def doc_path(doc_id: str) -> str:
+    """The path of a document id inside its database, quoted.
+
+    >>> doc_path("a/b c")
+    'a%2Fb%20c'
+    >>> doc_path("_design/app")
+    '_design/app'
+    """
+    if not isinstance(doc_id, str):
+        raise TypeError("document ids are strings, not %s" % type(doc_id).__name__)
+    if not doc_id:
+        raise ValueError("a document id cannot be empty")
+    for prefix in ("_design/", "_local/"):
+        if doc_id.startswith(prefix) and len(doc_id) > len(prefix):
+            return prefix + quote_segment(doc_id[len(prefix):])
+    return quote_segment(doc_id)
+
+
+def validate_db_name(name: str) -> str:
+    """Return ``name`` if it is a valid CouchDB database name, else raise ValueError.
+
+    Names start with a lower-case letter and hold lower-case letters, digits
+    and ``_$()+-/``; system databases (``_users``, ``_replicator``...) pass.
+    """
+    if not isinstance(name, str):
+        raise TypeError("database names are strings, not %s" % type(name).__name__)
+    if name in _SYSTEM_DBS:
+        return name
+    if not name or len(name) > _MAX_DB_NAME or not _DB_NAME.match(name):
+        raise ValueError(
+            "invalid database name %r: it must start with a lower-case letter and contain only "
+            "a-z, 0-9 and _$()+-/ (at most %d characters)" % (name, _MAX_DB_NAME)
+        )
+    return name
+
+
+def db_path(name: str) -> str:
+    """The quoted path of database ``name`` (validated) from the server root."""
+    return "/" + quote_segment(validate_db_name(name))
+
+
+def _param_value(name: str, value: Any) -> str:
+    if name in JSON_PARAMS:
+        return codec.encode(value, "query parameter %r" % name).decode("utf-8")
+    if value is True:
+        return "true"
+    if value is False:
+        return "false"
+    if isinstance(value, (dict, list)):
+        return codec.encode(value, "query parameter %r" % name).decode("utf-8")
+    return str(value)
+
+
+def encode_query(params: Optional[Mapping[str, Any]]) -> str:
+    """A query string (with its leading ``?``) from ``params``; None values are left out.
+
+    >>> encode_query({"startkey": ["a", 1], "limit": 10, "descending": True})
+    '?startkey=%5B%22a%22%2C1%5D&limit=10&descending=true'
+    """
+    if not params:
+        return ""
+    parts: List[str] = []
+    for name, value in params.items():
+        if value is None:
+            continue
+        parts.append(quote(str(name), safe="") + "=" + quote(_param_value(name, value), safe=""))
+    return "?" + "&".join(parts) if parts else ""
+
+
+def split_credentials(url: str) -> Tuple[str, Optional[Tuple[str, str]]]:
+    """Split ``user:password@`` out of ``url``: ``(url_without, (user, password) or None)``."""
+    parts = urlsplit(url)
+    if parts.scheme not in ("http", "https"):
+        raise ValueError("CouchDB URLs start with http:// or https://, not %r" % (parts.scheme + "://",))
+    if not parts.hostname:
+        raise ValueError("the URL has no host")
+    credentials = None
+    netloc = parts.netloc
+    if "@" in netloc:
+        userinfo, _, netloc = netloc.rpartition("@")
+        user, _, password = userinfo.partition(":")
+        credentials = (unquote(user), unquote(password))
+    clean = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
+    return clean, credentials
+
+
+def join(base: str, *segments: str) -> str:
+    """``base`` with already-quoted ``segments`` appended."""
+    return "/".join((base.rstrip("/"),) + segments)
+
+
+def iter_ids(ids: Iterable[Any]) -> List[str]:
+    """Check that every id in ``ids`` is a non-empty str; return them as a list."""
+    out = []
+    for doc_id in ids:
+        if not isinstance(doc_id, str) or not doc_id:
+            raise TypeError("document ids are non-empty strings, got %r" % (doc_id,))
+        out.append(doc_id)
+    return out
+
+
+def as_params(options: Dict[str, Any]) -> Dict[str, Any]:
+    """Drop None values from an options dict."""
+    return {k: v for k, v in options.items() if v is not None}

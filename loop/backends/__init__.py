@@ -1,0 +1,1 @@
+"""Reactor backends: one module each."""
