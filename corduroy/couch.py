@@ -8,6 +8,8 @@ from loop import Status, get_reactor, trampoline
 from .database import Database
 from .exceptions import NotFound, PreconditionFailed
 from .http import CouchOperation, Server, finish
+from .server_api import ServerMixin
+from .session import SessionMixin
 from .urls import db_path, validate_db_name
 
 __all__ = ["Couch"]
@@ -15,7 +17,7 @@ __all__ = ["Couch"]
 Callback = Optional[Callable[[Any, Status], Any]]
 
 
-class Couch:
+class Couch(ServerMixin, SessionMixin):
     """A CouchDB server.
 
     ``Couch()`` is ``http://127.0.0.1:5984`` (or ``corduroy.defaults.url``);

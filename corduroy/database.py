@@ -12,11 +12,17 @@ from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tup
 
 from loop import Operation, Status, completed, get_reactor, trampoline
 
+from .attachments import AttachmentsMixin
+from .changes import ChangesMixin
 from .conflicts import ConflictResolution, MergeFunction, take_server_rev
 from .document import Document
 from .exceptions import Conflict, NotFound
 from .http import CouchOperation, Server, finish
+from .maintenance import MaintenanceMixin
+from .mango import MangoMixin
+from .replication import ReplicationMixin
 from .urls import doc_path, quote_segment, split_credentials, validate_db_name
+from .views import ViewsMixin
 
 __all__ = ["Database"]
 
@@ -26,7 +32,7 @@ Callback = Optional[Callable[[Any, Status], Any]]
 UUID_BATCH = 100
 
 
-class Database:
+class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, MaintenanceMixin, ReplicationMixin):
     """A CouchDB database.
 
     ``Database("name")`` uses the default server (``corduroy.defaults.url``);

@@ -86,10 +86,13 @@ def _content_type(header_lines: List[bytes]) -> str:
 
 def _on_response(request: Request) -> None:
     """Map a finished curl request to its Operation's ``(data, Status)``."""
-    op, transform, raw = request.context
+    op, transform, raw, server = request.context
     header_lines = request.header_lines
     if request.errno is not None:
-        op.complete(None, Status(request.code, exception=transport_error(request), header_lines=header_lines))
+        exc = transport_error(request)
+        if server.failure_hooks and server._on_failure(request, exc):
+            return
+        op.complete(None, Status(request.code, exception=exc, header_lines=header_lines))
         return
     code = request.code or 0
     body = request.body_out
@@ -109,6 +112,8 @@ def _on_response(request: Request) -> None:
         cls = error_for_code(code) if code >= 400 else BadResponse
         exc = cls(reason=reason, error=error, code=code or None, method=request.method,
                   url=redact_url(request.url), body=data)
+        if server.failure_hooks and server._on_failure(request, exc):
+            return
         op.complete(data, Status(code or None, exception=exc, header_lines=header_lines))
         return
     status = Status(code, header_lines=header_lines)
@@ -189,6 +194,10 @@ class Server:
         self._build_headers()
         #: Server-generated ids not yet used (see ``Couch.uuids``).
         self.uuid_cache: List[str] = []
+        #: Objects with ``handle(server, request, exc) -> bool`` consulted, in
+        #: order, when a request fails; one returning True has taken the
+        #: request over (to retry it, or to renew a session) and completes it.
+        self.failure_hooks: List[Any] = []
 
     # -- headers --------------------------------------------------------
     def _build_headers(self) -> None:
@@ -253,7 +262,7 @@ class Server:
         req = Request(
             method, url, hdrs, body, on_done=_on_response, on_chunk=on_chunk,
             timeout=t or 0, connect_timeout=self.connect_timeout or 0,
-            options=self.curl_options, context=(op, transform, raw),
+            options=self.curl_options, context=(op, transform, raw, self),
             max_body=self.max_response_size if on_chunk is None else None,
         )
         driver = reactor.curl
@@ -262,6 +271,26 @@ class Server:
             _log_request(req)
         driver.submit(req)
         return op
+
+    def _on_failure(self, request: Request, exc: Exception) -> bool:
+        for hook in self.failure_hooks:
+            if hook.handle(self, request, exc):
+                return True
+        return False
+
+    def resubmit(self, request: Request, delay: float = 0.0) -> None:
+        """Send a finished ``request`` again (after ``delay`` seconds); its Operation completes later."""
+        request.code = None
+        request.errno = None
+        request.errmsg = None
+        request.body_out = b""
+        request.header_lines = []
+        reactor = request.context[0].reactor
+        driver = reactor.curl
+        if delay > 0:
+            reactor.call_later(delay, driver.submit, request)
+        else:
+            driver.submit(request)
 
     def headers_with(self, *extra: str) -> List[str]:
         """The plain headers plus ``extra`` lines (a new list)."""

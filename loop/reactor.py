@@ -202,18 +202,16 @@ def default_backend() -> str:
                 return "gevent"
         except ImportError:
             pass
-    try:
-        import uvloop  # noqa: F401
-
-        return "uvloop"
-    except ImportError:
-        pass
-    try:
-        import pyuv  # noqa: F401
-
-        return "pyuv"
-    except ImportError:
-        return "asyncio"
+    # pyuv is the libuv binding on CPython <= 3.9 (the only place it builds),
+    # uvloop everywhere else; the stdlib asyncio loop when neither is there.
+    order = ("pyuv", "uvloop") if sys.version_info < (3, 10) else ("uvloop", "pyuv")
+    for name in order:
+        try:
+            __import__(name)
+        except ImportError:
+            continue
+        return name
+    return "asyncio"
 
 
 # Reactors inherited across a fork are kept alive here, never closed: closing
@@ -221,7 +219,22 @@ def default_backend() -> str:
 _abandoned: list = []
 
 
-class _Local(threading.local):
+def _thread_local_base() -> type:
+    """``threading.local``; the unpatched one if gevent is loaded (its patched one is per greenlet)."""
+    import sys
+
+    if "gevent" in sys.modules:
+        try:
+            from gevent import monkey
+
+            return monkey.get_original("threading", "local")
+        except Exception:  # pragma: no cover - gevent without its monkey module
+            pass
+    return threading.local
+
+
+class _Local(_thread_local_base()):  # type: ignore[misc]
+    # One reactor per OS thread, shared by all the greenlets of that thread.
     reactor: Optional[Reactor] = None
 
 

@@ -31,14 +31,16 @@ log = logging.getLogger("loop")
 
 
 class _Runner:
-    __slots__ = ("gen", "reactor", "op")
+    __slots__ = ("gen", "reactor", "op", "last")
 
     def __init__(self, gen: Generator[Any, Any, Any], reactor: Reactor, op: Operation) -> None:
         self.gen = gen
         self.reactor = reactor
         self.op = op
+        self.last: Optional[Status] = None  # status of the last Operation waited on
 
     def resume(self, data: Any, status: Status) -> None:
+        self.last = status
         self.step(data, status.exception)
 
     def step(self, value: Any, exc: Optional[BaseException]) -> None:
@@ -54,7 +56,9 @@ class _Runner:
                     else:
                         yielded = gen.send(value)
                 except StopIteration as stop:
-                    self.op.complete(stop.value, OK)
+                    last = self.last
+                    # Report the last request's status (its code and headers) when it succeeded.
+                    self.op.complete(stop.value, last if last is not None and last.exception is None else OK)
                     return
                 except Exception as error:
                     self._failed(error)
@@ -68,6 +72,7 @@ class _Runner:
                     reactor.call_soon(self.step, None, None)
                     return
                 if waiting.done():
+                    self.last = waiting.status
                     value, exc = waiting.data, waiting.status.exception  # type: ignore[union-attr]
                     continue
                 waiting.add_callback(self.resume)

@@ -1,0 +1,100 @@
+"""Shared fixtures: the server under test and throwaway database names.
+
+The suite runs against ``COUCHDB_URL`` when it is set (for example
+``http://admin:pw@127.0.0.1:5984`` for a real Apache CouchDB 3.x); otherwise a
+pinned pouchdb-server is started in memory for the session (see
+:mod:`tests.server.launcher`).
+
+Fixtures use plain :mod:`urllib`, never the library under test.
+"""
+
+from __future__ import annotations
+
+import base64
+import json
+import os
+import urllib.error
+import urllib.parse
+import urllib.request
+import uuid
+from typing import Any, Iterator, Optional, Tuple
+
+import pytest
+
+
+def _split_credentials(url: str) -> Tuple[str, Optional[str]]:
+    """Return (url without user:password, Basic auth header value or None)."""
+    parts = urllib.parse.urlsplit(url)
+    if parts.username is None:
+        return url, None
+    user = urllib.parse.unquote(parts.username)
+    password = urllib.parse.unquote(parts.password or "")
+    netloc = parts.hostname or ""
+    if parts.port is not None:
+        netloc = f"{netloc}:{parts.port}"
+    token = base64.b64encode(f"{user}:{password}".encode()).decode("ascii")
+    return urllib.parse.urlunsplit(parts._replace(netloc=netloc)), f"Basic {token}"
+
+
+def couch_request(base_url: str, method: str, path: str = "/", body: Any = None) -> Tuple[int, Any]:
+    """Send one JSON request with urllib; return (status code, decoded body).
+
+    HTTP errors are returned, not raised. Credentials in *base_url* become a
+    Basic auth header (urllib does not send URL credentials by itself).
+    """
+    url, auth = _split_credentials(base_url.rstrip("/"))
+    headers = {"Accept": "application/json"}
+    data = None
+    if auth:
+        headers["Authorization"] = auth
+    if body is not None:
+        data = json.dumps(body).encode()
+        headers["Content-Type"] = "application/json"
+    req = urllib.request.Request(url + path, data=data, method=method, headers=headers)
+    try:
+        with urllib.request.urlopen(req, timeout=30) as resp:
+            status, raw = resp.status, resp.read()
+    except urllib.error.HTTPError as err:
+        status, raw = err.code, err.read()
+    try:
+        return status, json.loads(raw) if raw else None
+    except ValueError:
+        return status, raw
+
+
+@pytest.fixture(scope="session")
+def couch_url() -> Iterator[str]:
+    """Base URL of the server under test (``COUCHDB_URL`` or a pouchdb-server)."""
+    url = os.environ.get("COUCHDB_URL")
+    if url:
+        yield url.rstrip("/")
+        return
+    from tests.server import TestServer
+
+    server = TestServer().start()
+    try:
+        yield server.url
+    finally:
+        server.stop()
+
+
+@pytest.fixture(scope="session")
+def server_kind(couch_url: str) -> str:
+    """``"couchdb"`` for Apache CouchDB, ``"pouchdb"`` for pouchdb-server."""
+    status, welcome = couch_request(couch_url, "GET", "/")
+    if isinstance(welcome, dict):
+        if "couchdb" in welcome:
+            return "couchdb"
+        if "express-pouchdb" in welcome:
+            return "pouchdb"
+    raise RuntimeError(f"unrecognised server at GET / (HTTP {status}): {welcome!r}")
+
+
+@pytest.fixture
+def dbname(couch_url: str) -> Iterator[str]:
+    """A fresh valid database name (``test_<hex>``); the database is deleted after."""
+    name = f"test_{uuid.uuid4().hex}"
+    yield name
+    status, body = couch_request(couch_url, "DELETE", "/" + name)
+    if status not in (200, 202, 404):
+        raise RuntimeError(f"could not delete test database {name}: HTTP {status} {body!r}")
