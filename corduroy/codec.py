@@ -39,9 +39,25 @@ def encode(obj: Any, what: str = "value") -> bytes:
         raise ValueError("cannot encode %s as JSON: it is nested too deeply or refers to itself" % what) from None
 
 
+_scan = _decoder.scan_once
+_WHITESPACE = " \t\n\r"
+
+
 def decode(data: bytes) -> Any:
-    """Decode JSON bytes; objects become :class:`Document`."""
-    return _decoder.decode(data.decode("utf-8"))
+    """Decode JSON bytes; objects become :class:`Document`.
+
+    Raises ``JSONDecodeError`` (a ValueError) on invalid JSON.
+    """
+    text = data.decode("utf-8")
+    # The C scanner directly (what JSONDecoder.decode ends up calling), with
+    # its whitespace handling done here: CouchDB bodies are "{...}\n".
+    start = 0
+    if text[:1] in _WHITESPACE or text[:1] == "\ufeff":
+        start = len(text) - len(text.lstrip(_WHITESPACE + "\ufeff"))
+    obj, end = _scan(text, start)
+    if end != len(text) and text[end:].strip(_WHITESPACE):
+        raise JSONDecodeError("Extra data", text, end)
+    return obj
 
 
 def decode_plain(data: bytes) -> Any:

@@ -24,6 +24,10 @@ _DB_NAME = re.compile(r"^[a-z][a-z0-9_$()+/-]*\Z")
 _SYSTEM_DBS = {"_users", "_replicator", "_global_changes", "_dbs", "_nodes"}
 _MAX_DB_NAME = 238
 
+#: Ids made only of characters that need no quoting (and no leading "_").
+_PLAIN = re.compile(r"(?!\.{1,2}\Z)[A-Za-z0-9.~-][A-Za-z0-9_.~-]*\Z").match
+
+
 #: Query parameters whose values CouchDB reads as JSON.
 JSON_PARAMS = frozenset({
     "key", "keys", "startkey", "endkey", "start_key", "end_key", "startkey_docid_json",
@@ -31,9 +35,14 @@ JSON_PARAMS = frozenset({
 
 
 def quote_segment(value: str) -> str:
-    """Quote ``value`` as a single path segment (``/`` included)."""
+    """Quote ``value`` as a single path segment (``/`` included).
+
+    ``.`` and ``..`` are quoted too, so they can never act as dot segments.
+    """
     if not isinstance(value, str):
         raise TypeError("expected a str for a name or id, got %s" % type(value).__name__)
+    if value in (".", ".."):
+        return value.replace(".", "%2E")
     return quote(value, safe="")
 
 
@@ -45,6 +54,11 @@ def doc_path(doc_id: str) -> str:
     >>> doc_path("_design/app")
     '_design/app'
     """
+    try:
+        if _PLAIN(doc_id) is not None:  # nothing to quote (the common case)
+            return doc_id
+    except TypeError:
+        pass
     if not isinstance(doc_id, str):
         raise TypeError("document ids are strings, not %s" % type(doc_id).__name__)
     if not doc_id:

@@ -15,7 +15,11 @@ buffered (return ``False`` from it to abort the transfer).
 """
 from __future__ import annotations
 
+import atexit
 import logging
+import os
+import warnings
+import weakref
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional
 
@@ -24,6 +28,11 @@ import pycurl
 from .reactor import READ, WRITE
 
 __all__ = ["CurlDriver", "Request"]
+
+# pycurl cannot run a CLOSESOCKETFUNCTION for a pooled connection whose easy
+# handle is not attached to the multi at that moment; it warns and closes the
+# socket itself.  _new_socket and the idle logic in _on_ready cover that case.
+warnings.filterwarnings("ignore", message="closesocket_callback failed to acquire thread")
 
 log = logging.getLogger("loop")
 
@@ -64,7 +73,7 @@ class Request:
         "method", "url", "headers", "body", "timeout", "connect_timeout", "low_speed",
         "on_done", "on_chunk", "options",
         "code", "header_lines", "body_out", "errno", "errmsg", "handle", "_chunks",
-        "context", "max_body",
+        "context", "max_body", "driver",
     )
 
     def __init__(
@@ -94,6 +103,7 @@ class Request:
         self.options = options
         self.context = context
         self.max_body = max_body
+        self.driver: Optional["CurlDriver"] = None
         self.code: Optional[int] = None
         self.header_lines: List[bytes] = []
         self.body_out: bytes = b""
@@ -101,6 +111,11 @@ class Request:
         self.errmsg: Optional[str] = None
         self.handle: Any = None
         self._chunks: Optional[List[bytes]] = None
+
+    def __call__(self) -> bool:
+        """Cancel this request (see :meth:`CurlDriver.cancel`); False if it is not pending."""
+        driver = self.driver
+        return driver.cancel(self) if driver is not None else False
 
     def __repr__(self) -> str:
         # Never print the URL raw: it may carry credentials.
@@ -126,13 +141,19 @@ class CurlDriver:
         self._free: List[pycurl.Curl] = []
         self._queue: Deque[Request] = deque()
         self._watchers: Dict[int, Any] = {}
+        self._idle: set = set()
         self._timer: Any = None
+        self._timer_when = 0.0
+        self._deadline: Optional[float] = None
+        self._kick_pending = False
+        self._pid = os.getpid()
+        self._handles: List[pycurl.Curl] = []  # every easy handle, kept alive until the multi closes
         self._active = 0
-        self._busy: set = set()
         self._closed = False
         self.max_connections = 0
         self.max_per_host = 0
         self.set_limits(max_connections, max_per_host)
+        _live.add(self)
 
     # -- configuration --------------------------------------------------
     def set_limits(self, max_connections: int, max_per_host: int = 0) -> None:
@@ -170,6 +191,7 @@ class CurlDriver:
         """Start ``request`` now, or queue it if ``max_connections`` transfers are running."""
         if self._closed:
             raise RuntimeError("the curl driver is closed")
+        request.driver = self
         if self._active < self.max_connections and not self._queue:
             self._start(request)
         else:
@@ -190,7 +212,6 @@ class CurlDriver:
             return True
         self.multi.remove_handle(curl)
         self._active -= 1
-        self._busy.discard(curl)
         request.handle = None
         self._release(curl, request)
         self._start_queued()
@@ -202,60 +223,84 @@ class CurlDriver:
         curl.setopt(pycurl.TCP_NODELAY, 1)
         curl.setopt(pycurl.TCP_KEEPALIVE, 1)
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
+        curl.setopt(pycurl.PATH_AS_IS, 1)  # never rewrite "/./" or "/../" in a path we built
         curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
+        curl.setopt(pycurl.CLOSESOCKETFUNCTION, self._close_socket)
+        curl.setopt(pycurl.SOCKOPTFUNCTION, self._new_socket)
+        # Idle connections are only closed when the server closes them (we
+        # see that) or when the pool needs room (we see the new socket).
+        curl.setopt(pycurl.MAXAGE_CONN, 3600)
         curl.mode = None  # what the method options are set to
         curl.hdrs = None  # the header list object last set
-        curl.timeouts = (0, 0)
+        curl.t_total = 0
+        curl.t_connect = 0
         curl.extra = None  # the extra options last set
         curl.request = None
         curl.low_speed = None
+        self._handles.append(curl)
         return curl
+
+    def _set_method(self, curl: pycurl.Curl, method: str, body: Optional[bytes]) -> None:
+        """Set the method (and body) on a reused handle, touching only what differs.
+
+        A handle remembers its ``mode``: "GET", "HEAD", "POST" (POSTFIELDS),
+        "body" (POSTFIELDS + CUSTOMREQUEST, e.g. PUT) or "custom" (no body +
+        CUSTOMREQUEST, e.g. DELETE).
+        """
+        mode = curl.mode
+        if body is None and (method == "PUT" or method == "POST"):
+            body = b""
+        if body is None:
+            if method == "GET":
+                if mode != "GET":
+                    curl.setopt(pycurl.HTTPGET, 1)  # also clears NOBODY and POST
+                    if mode == "body" or mode == "custom":
+                        curl.unsetopt(_CUSTOMREQUEST)
+                    curl.mode = "GET"
+            elif method == "HEAD":
+                if mode != "HEAD":
+                    if mode == "body" or mode == "custom":
+                        curl.unsetopt(_CUSTOMREQUEST)
+                    curl.setopt(pycurl.NOBODY, 1)
+                    curl.mode = "HEAD"
+            else:
+                if mode != "GET" and mode != "custom":
+                    curl.setopt(pycurl.HTTPGET, 1)
+                curl.setopt(_CUSTOMREQUEST, method)
+                curl.mode = "custom"
+            return
+        if mode == "HEAD":
+            curl.setopt(pycurl.NOBODY, 0)
+        curl.setopt(_POSTFIELDS, body)
+        if method == "POST":
+            if mode == "body" or mode == "custom":
+                curl.unsetopt(_CUSTOMREQUEST)
+            curl.mode = "POST"
+        else:
+            curl.setopt(_CUSTOMREQUEST, method)
+            curl.mode = "body"
 
     def _start(self, request: Request) -> None:
         free = self._free
         curl = free.pop() if free else self._new_handle()
         curl.setopt(_URL, request.url)
-
         method = request.method
-        body = request.body
-        if body is None and method in ("PUT", "POST"):
-            body = b""
-        if body is None:
-            if method == "GET" or method == "HEAD":
-                if curl.mode != method:
-                    if curl.mode is not None and curl.mode not in ("GET", "HEAD"):
-                        curl.unsetopt(_CUSTOMREQUEST)
-                    if method == "GET":
-                        curl.setopt(pycurl.HTTPGET, 1)
-                    else:
-                        curl.setopt(pycurl.NOBODY, 1)
-                    curl.mode = method
-            else:
-                if curl.mode != "custom":
-                    curl.setopt(pycurl.HTTPGET, 1)
-                    curl.mode = "custom"
-                curl.setopt(_CUSTOMREQUEST, method)
+        if method == "GET" and request.body is None:
+            if curl.mode != "GET":
+                self._set_method(curl, method, None)
         else:
-            curl.setopt(_POSTFIELDS, body)
-            if method == "POST":
-                if curl.mode != "POST":
-                    if curl.mode is not None and curl.mode not in ("GET", "HEAD"):
-                        curl.unsetopt(_CUSTOMREQUEST)
-                    curl.mode = "POST"
-            else:
-                curl.setopt(_CUSTOMREQUEST, method)
-                curl.mode = "body"
+            self._set_method(curl, method, request.body)
 
         headers = request.headers
         if headers is not curl.hdrs:
             curl.setopt(_HTTPHEADER, headers or [])
             curl.hdrs = headers
-
-        timeouts = (request.timeout, request.connect_timeout)
-        if timeouts != curl.timeouts:
+        if request.timeout != curl.t_total:
             curl.setopt(_TIMEOUT_MS, int(request.timeout * 1000))
+            curl.t_total = request.timeout
+        if request.connect_timeout != curl.t_connect:
             curl.setopt(_CONNECTTIMEOUT_MS, int(request.connect_timeout * 1000))
-            curl.timeouts = timeouts
+            curl.t_connect = request.connect_timeout
         low_speed = request.low_speed
         if low_speed != curl.low_speed:
             limit, seconds = low_speed or (0, 0)
@@ -286,12 +331,10 @@ class CurlDriver:
         curl.request = request
         request.handle = curl
         self._active += 1
-        self._busy.add(curl)
         try:
             self.multi.add_handle(curl)
         except pycurl.error as exc:
             self._active -= 1
-            self._busy.discard(curl)
             request.handle = None
             curl.request = None
             self._free.append(curl)
@@ -301,42 +344,115 @@ class CurlDriver:
 
     # -- libcurl callbacks ----------------------------------------------
     def _on_socket(self, event: int, fd: int, multi: Any, data: Any) -> None:
-        watchers = self._watchers
+        # A kept-alive connection goes back and forth between a transfer and
+        # the pool: curl says POLL_REMOVE when it goes idle and asks again when
+        # it is reused.  Unregistering and registering the fd each time costs
+        # two epoll_ctl calls per request, so an idle socket stays registered
+        # and only marked idle (events on it are ignored, see _on_ready); the
+        # registration ends when curl closes the socket (_close_socket).
         if event == _POLL_REMOVE:
-            watcher = watchers.pop(fd, None)
-            if watcher is not None:
-                watcher.close()
+            if fd in self._watchers:
+                self._idle.add(fd)
             return
         readable = bool(event & _POLL_IN)
         writable = bool(event & _POLL_OUT)
-        watcher = watchers.get(fd)
+        watcher = self._watchers.get(fd)
         if watcher is None:
-            watchers[fd] = self.reactor.watch(fd, readable, writable, self._on_ready)
+            self._watchers[fd] = self.reactor.watch(fd, readable, writable, self._on_ready)
         else:
+            self._idle.discard(fd)
             watcher.update(readable, writable)
 
+    def _new_socket(self, fd: int, purpose: int) -> int:
+        """libcurl's SOCKOPTFUNCTION: a new socket ``fd`` exists.
+
+        Any registration we still hold for that fd number belongs to a socket
+        curl closed without telling us (pycurl cannot always run the close
+        callback); drop it so the new socket gets a fresh one.
+        """
+        watcher = self._watchers.pop(fd, None)
+        if watcher is not None:
+            self._idle.discard(fd)
+            watcher.close()
+        return 0
+
+    def _close_socket(self, fd: int) -> int:
+        """libcurl's CLOSESOCKETFUNCTION: forget the fd's watcher, then close it."""
+        watcher = self._watchers.pop(fd, None)
+        if watcher is not None:
+            watcher.close()
+        self._idle.discard(fd)
+        try:
+            os.close(fd)
+        except OSError:  # pragma: no cover - already closed
+            pass
+        return 0
+
     def _on_timer(self, timeout_ms: int) -> None:
-        timer = self._timer
-        if timer is not None:
-            timer.cancel()
+        # libcurl moves its timer very often (twice per request or more), so
+        # the timer is lazy: a 0 ms timeout becomes one kick per reactor turn
+        # however many handles were added, a later deadline keeps the timer
+        # already armed (it re-arms itself when it fires early), and -1 just
+        # forgets the deadline.
+        if timeout_ms == 0:
+            self._deadline = None
+            if not self._kick_pending and not self._closed:
+                self._kick_pending = True
+                self.reactor.call_soon(self._kick)
+        elif timeout_ms < 0:
+            self._deadline = None
+        else:
+            deadline = self.reactor.time() + timeout_ms / 1000.0
+            self._deadline = deadline
+            if self._timer is None or self._timer_when > deadline:
+                self._arm(deadline, timeout_ms / 1000.0)
+
+    def _arm(self, deadline: float, delay: float) -> None:
+        if self._timer is not None:
+            self._timer.cancel()
+        if self._closed:
             self._timer = None
-        if timeout_ms >= 0 and not self._closed:
-            self._timer = self.reactor.call_later(timeout_ms / 1000.0, self._on_timeout)
+            return
+        self._timer = self.reactor.call_later(delay, self._on_timeout)
+        self._timer_when = deadline
 
     # -- reactor callbacks ----------------------------------------------
     def _on_ready(self, fd: int, events: int) -> None:
-        mask = 0
-        if events & READ:
-            mask |= _CSELECT_IN
-        if events & WRITE:
-            mask |= _CSELECT_OUT
-        self._action(fd, mask)
+        if fd in self._idle:
+            # An idle pooled connection became readable: the server closed it
+            # (or sent something unasked).  curl finds out when it next picks
+            # the connection; stop watching it until then.
+            self._watchers[fd].update(False, False)
+            return
+        if self._closed:
+            return
+        # READ is 1 and WRITE is 2, as are CSELECT_IN and CSELECT_OUT.
+        try:
+            _, running = self.multi.socket_action(fd, events)
+        except pycurl.error:  # pragma: no cover - libcurl reports per transfer
+            log.exception("socket_action failed")
+            running = -1
+        if running != self._active:
+            self._drain()
+
+    def _kick(self) -> None:
+        self._kick_pending = False
+        self._action(_SOCKET_TIMEOUT, 0)
 
     def _on_timeout(self) -> None:
         self._timer = None
+        deadline = self._deadline
+        if deadline is None:
+            return
+        remaining = deadline - self.reactor.time()
+        if remaining > 0.001:
+            self._arm(deadline, remaining)
+            return
+        self._deadline = None
         self._action(_SOCKET_TIMEOUT, 0)
 
     def _action(self, fd: int, mask: int) -> None:
+        """``socket_action`` on ``fd`` (or the timeout), then drain finished transfers."""
         if self._closed:
             return
         try:
@@ -363,9 +479,9 @@ class CurlDriver:
         code = curl.getinfo(_RESPONSE_CODE)
         self.multi.remove_handle(curl)
         self._active -= 1
-        self._busy.discard(curl)
+        curl.request = None
         if request is None:  # pragma: no cover - cancelled meanwhile
-            self._release(curl, None)
+            self._free.append(curl)
             return
         request.handle = None
         request.code = code or None
@@ -377,18 +493,28 @@ class CurlDriver:
             request.body_out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
             chunks.clear()
             request._chunks = None
-        self._release(curl, request)
-        self._start_queued()
-        self._deliver(request)
+        body = request.body
+        if body is not None and len(body) > _BIG_BODY:
+            curl.setopt(_POSTFIELDS, b"")  # do not keep a large body alive in the pool
+        # Never close an easy handle before the multi (see close()): a handle
+        # is only ever created when none is free, so the pool stays bounded.
+        self._free.append(curl)
+        if self._queue:
+            self._start_queued()
+        on_done = request.on_done
+        if on_done is not None:
+            try:
+                on_done(request)
+            except Exception:
+                log.exception("error in request completion handler for %r", request)
 
     def _release(self, curl: pycurl.Curl, request: Optional[Request]) -> None:
         curl.request = None
         if request is not None and request.body is not None and len(request.body) > _BIG_BODY:
             curl.setopt(_POSTFIELDS, b"")  # do not keep a large body alive in the pool
-        if len(self._free) < self.max_connections:
-            self._free.append(curl)
-        else:
-            curl.close()
+        # Never close an easy handle before the multi (see close()): a handle
+        # is only ever created when none is free, so the pool stays bounded.
+        self._free.append(curl)
 
     def _start_queued(self) -> None:
         queue = self._queue
@@ -410,30 +536,74 @@ class CurlDriver:
         if self._closed:
             return
         self._closed = True
+        _live.discard(self)
         if self._timer is not None:
             self._timer.cancel()
             self._timer = None
         aborted: List[Request] = list(self._queue)
         self._queue.clear()
-        for curl in list(self._busy):
+        for curl in self._handles:
             request = curl.request
-            self.multi.remove_handle(curl)
-            if request is not None:
+            if request is not None:  # a transfer in progress
+                self.multi.remove_handle(curl)
+                curl.request = None
                 aborted.append(request)
-            curl.close()
-        self._busy.clear()
         for watcher in self._watchers.values():
             watcher.close()
         self._watchers.clear()
-        for curl in self._free:
+        # The multi first: closing its pooled connections calls the
+        # CLOSESOCKETFUNCTION of the easy handles that opened them, so those
+        # handles must still be alive.  Only then the easy handles.
+        with warnings.catch_warnings():
+            # pycurl cannot run the close callback of pooled connections now
+            # (see the module's warnings filter); it closes them itself.
+            warnings.simplefilter("ignore", RuntimeWarning)
+            self.multi.close()
+        for curl in self._handles:
             curl.close()
+        self._handles.clear()
         self._free.clear()
-        self.multi.close()
         for request in aborted:
             request.handle = None
             request.errno = E_ABORTED
             request.errmsg = "reactor closed"
             self._deliver(request)
+
+    def abandon(self) -> None:
+        """After ``os.fork()`` in the child: never touch (or close) the parent's connections.
+
+        The driver, its multi and easy handles are leaked on purpose: freeing
+        them would close sockets (and, for TLS, write to streams) that the
+        parent still uses.
+        """
+        self._closed = True
+        _live.discard(self)
+        import ctypes
+
+        ctypes.pythonapi.Py_IncRef(ctypes.py_object(self))
+
+    def __del__(self) -> None:
+        # A driver dropped without close(): free libcurl's side in a safe order.
+        if not self._closed and self._pid == os.getpid():
+            try:
+                self.close()
+            except Exception:  # pragma: no cover - interpreter teardown
+                pass
+
+
+# Drivers still open, closed at interpreter exit in a safe order (see close()).
+_live: "weakref.WeakSet[CurlDriver]" = weakref.WeakSet()
+
+
+@atexit.register
+def _close_all() -> None:
+    pid = os.getpid()
+    for driver in list(_live):
+        if driver._pid == pid:
+            try:
+                driver.close()
+            except Exception:  # pragma: no cover - interpreter teardown
+                pass
 
 
 def _limited_writer(chunks: List[bytes], limit: int) -> Callable[[bytes], Optional[int]]:

@@ -106,7 +106,8 @@ class Operation:
     ``@relax`` generator.
     """
 
-    __slots__ = ("reactor", "data", "status", "observed", "_callbacks", "_done", "_cancel", "__weakref__")
+    __slots__ = ("reactor", "data", "status", "observed", "_callbacks", "_done", "_cancel",
+                 "_asyncio_future_blocking", "__weakref__")
 
     #: Logger used for exceptions raised by user callbacks.
     log = log
@@ -120,6 +121,7 @@ class Operation:
         self._cancel = cancel
         #: True once someone asked for the outcome (a callback, result(), await).
         self.observed = False
+        self._asyncio_future_blocking = False
 
     # -- completion -----------------------------------------------------
     def done(self) -> bool:
@@ -138,7 +140,10 @@ class Operation:
         if callbacks is not None:
             self._callbacks = None
             for fn in callbacks:
-                self._run_callback(fn)
+                try:
+                    fn(data, status)
+                except Exception:
+                    self.log.exception("exception in callback %r", fn)
 
     def fail(self, exception: BaseException, code: Optional[int] = None) -> None:
         """Complete the operation with an exception."""
@@ -168,10 +173,11 @@ class Operation:
             self._callbacks.append(fn)
         return self
 
-    def cancel(self) -> bool:
+    def cancel(self, msg: Any = None) -> bool:
         """Cancel a pending operation; its callbacks see a ``Cancelled`` exception.
 
-        Returns False if the operation had already completed.
+        Returns False if the operation had already completed.  (``msg`` is
+        accepted for asyncio, which cancels what a task awaits this way.)
         """
         if self._done:
             return False
@@ -207,23 +213,53 @@ class Operation:
             self.reactor.run_until_complete(self)
         return self.result()
 
+    # -- asyncio: an Operation is awaited as a future-like object ----------
+    # asyncio's Task accepts any object with ``_asyncio_future_blocking``,
+    # ``get_loop``, ``add_done_callback``, ``result`` and ``cancel``; yielding
+    # the Operation itself saves a Future and a loop turn per ``await``.
     def __await__(self):  # type: ignore[no-untyped-def]
         if not self._done:
-            import asyncio
-
-            future = asyncio.get_running_loop().create_future()
-
-            def wake(_data: Any, _status: Status) -> None:
-                if not future.done():
-                    future.set_result(None)
-
-            self.add_callback(wake)
+            self._asyncio_future_blocking = True
             try:
-                yield from future
-            except asyncio.CancelledError:
-                self.cancel()
-                raise
+                yield self
+            except Cancelled:
+                import asyncio
+
+                raise asyncio.CancelledError() from None
         return self.result()
+
+    __iter__ = __await__  # ``yield from op`` in generator-based coroutines
+
+    def get_loop(self) -> Any:
+        """The asyncio loop this Operation completes on (asyncio-based reactors only)."""
+        aloop = getattr(self.reactor, "loop", None)
+        if aloop is None:
+            raise RuntimeError(
+                "await needs an asyncio-based reactor (uvloop or asyncio), not %r" % (self.reactor,))
+        return aloop
+
+    def add_done_callback(self, fn: Callable[[Any], Any], *, context: Any = None) -> None:
+        """asyncio's future protocol: schedule ``fn(self)`` (in ``context``) once complete.
+
+        Like an asyncio Future it goes through ``call_soon``: waking a task from
+        inside another task's step is not allowed.
+        """
+        call_soon = self.get_loop().call_soon
+        self.add_callback(lambda _d, _s: call_soon(fn, self, context=context))
+
+    def remove_done_callback(self, fn: Callable[[Any], Any]) -> int:  # pragma: no cover - asyncio API
+        return 0
+
+    def cancelled(self) -> bool:
+        """True if the operation was cancelled."""
+        return self._done and isinstance(self.status.exception, Cancelled)  # type: ignore[union-attr]
+
+    def exception(self) -> Optional[BaseException]:
+        """The operation's exception, or None (asyncio's future protocol)."""
+        self.observed = True
+        if not self._done:
+            raise OperationPending("operation is still pending")
+        return self.status.exception  # type: ignore[union-attr]
 
     def __repr__(self) -> str:
         if not self._done:

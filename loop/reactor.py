@@ -15,6 +15,7 @@ Choose one with ``Reactor.create(backend)`` or the ``LOOP_BACKEND`` variable.
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import threading
@@ -149,6 +150,9 @@ class Reactor:
     def _abandon(self) -> None:
         """After ``os.fork()``: forget this reactor without closing the parent's sockets."""
         _abandoned.append(self)
+        if self._curl is not None:
+            self._curl.abandon()
+            self._curl = None
 
     def __repr__(self) -> str:
         return "<%s backend=%s>" % (type(self).__name__, self.backend)
@@ -233,6 +237,20 @@ def _thread_local_base() -> type:
     return threading.local
 
 
+_get_running_loop = asyncio._get_running_loop
+#: id(asyncio loop) -> the AsyncioReactor bound to it (kept by loop.backends.aio).
+_by_loop: dict = {}
+_pid = os.getpid()
+
+
+def _after_fork_in_child() -> None:
+    global _pid
+    _pid = os.getpid()
+
+
+os.register_at_fork(after_in_child=_after_fork_in_child)
+
+
 class _Local(_thread_local_base()):  # type: ignore[misc]
     # One reactor per OS thread, shared by all the greenlets of that thread.
     reactor: Optional[Reactor] = None
@@ -249,20 +267,16 @@ def get_reactor() -> Reactor:
     on first use with the default backend.  After ``os.fork()`` the child
     gets a fresh reactor and never touches the parent's sockets.
     """
-    reactor = _local.reactor
-    if reactor is not None and reactor.is_running():
-        return reactor
-    try:
-        import asyncio
-
-        running = asyncio._get_running_loop()
-    except Exception:  # pragma: no cover
-        running = None
+    running = _get_running_loop()
     if running is not None:
+        reactor = _by_loop.get(id(running))
+        if reactor is not None and reactor.loop is running:
+            return reactor
         from .backends.aio import reactor_for_loop
 
         return reactor_for_loop(running)
-    if reactor is None or reactor.pid != os.getpid():
+    reactor = _local.reactor
+    if reactor is None or reactor.pid != _pid:
         if reactor is not None:
             reactor._abandon()
         reactor = _local.reactor = Reactor.create()

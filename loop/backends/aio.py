@@ -5,7 +5,7 @@ import asyncio
 import threading
 from typing import Any, Callable, Dict, Optional
 
-from ..reactor import READ, WRITE, Reactor, Watcher
+from ..reactor import READ, WRITE, Reactor, Watcher, _by_loop
 
 __all__ = ["AsyncioReactor", "reactor_for_loop"]
 
@@ -102,7 +102,6 @@ class AsyncioReactor(Reactor):
         super()._abandon()
         _unregister(self.loop)
 
-_by_loop: Dict[int, AsyncioReactor] = {}
 _lock = threading.Lock()
 
 
