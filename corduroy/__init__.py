@@ -13,6 +13,7 @@ from loop import Operation, Status
 
 from . import defaults
 from ._version import __version__
+from .changes import ChangesFeed
 from .conflicts import ConflictResolution
 from .couch import Couch
 from .database import Database
@@ -24,6 +25,7 @@ from .exceptions import (
     TransportError, Unauthorized, UnknownOutcome, UnsupportedMediaType,
 )
 from .relax import relax
+from .views import Formatted, Pager, Row, View
 
 __all__ = [
     "Couch", "Database", "Document", "ConflictResolution", "Status", "Operation", "relax", "defaults",
@@ -32,4 +34,6 @@ __all__ = [
     "ExpectationFailed", "TooManyRequests", "ServerError", "ServiceUnavailable", "BadResponse",
     "TransportError", "ConnectionFailed", "Timeout", "TLSError", "ResponseTooLarge", "UnknownOutcome",
     "__version__",
+    "ChangesFeed",
+    "View", "Row", "Formatted", "Pager",
 ]

@@ -116,8 +116,7 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         """
         if isinstance(id_or_ids, (list, tuple)):
             return finish(self._fetch_many(list(id_or_ids), **options), callback)
-        path = "/" + doc_path(id_or_ids)
-        return finish(self._request("GET", path, params=options or None), callback)
+        return finish(self.server.request("GET", self._path + "/" + doc_path(id_or_ids), options), callback)
 
     def _fetch_many(self, ids: List[str], **options: Any) -> Operation:
         for doc_id in ids:

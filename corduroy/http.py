@@ -84,18 +84,109 @@ def _content_type(header_lines: List[bytes]) -> str:
     return ""
 
 
+class _StreamGate:
+    """Stands between curl and a streamed request's consumer.
+
+    The consumer gets the body only once the status is known to be below
+    400; an error body is kept (up to :data:`ERROR_BODY_MAX` bytes) to be
+    decoded into the exception like a buffered one.  An exception raised by
+    the consumer is kept and aborts the transfer; the Operation then fails
+    with it (not with a transport error).
+    """
+
+    __slots__ = ("consumer", "request", "passing", "error_body", "failure", "delivered")
+
+    def __init__(self, consumer: Callable[[bytes], Any]) -> None:
+        self.consumer = consumer
+        self.request: Optional[Request] = None
+        self.reset()
+
+    def reset(self) -> None:
+        """Forget a previous attempt (the request is sent again)."""
+        self.passing: Optional[bool] = None
+        self.error_body: List[bytes] = []
+        self.failure: Optional[BaseException] = None
+        self.delivered = False
+
+    def __call__(self, chunk: bytes) -> Any:
+        passing = self.passing
+        if passing is None:
+            passing = self.passing = _status_code(self.request.header_lines) < 400  # type: ignore[union-attr]
+        if not passing:
+            if sum(map(len, self.error_body)) < ERROR_BODY_MAX:
+                self.error_body.append(chunk)
+            return None
+        self.delivered = True
+        try:
+            return self.consumer(chunk)
+        except Exception as exc:
+            self.failure = exc
+            return False  # libcurl aborts the transfer
+
+
+#: How much of an error body a streamed request keeps for its exception.
+ERROR_BODY_MAX = 64 * 1024
+
+
+def _status_code(header_lines: List[bytes]) -> int:
+    """The status of the last response in ``header_lines`` (0 if there is none)."""
+    for line in reversed(header_lines):
+        if line[:5] == b"HTTP/":
+            try:
+                return int(line.split(None, 2)[1])
+            except (IndexError, ValueError):
+                return 0
+    return 0
+
+
 def _on_response(request: Request) -> None:
     """Map a finished curl request to its Operation's ``(data, Status)``."""
     op, transform, raw, server = request.context
+    code = request.code
+    # The common case first: a buffered JSON answer in the 2xx/3xx range.
+    if (request.errno is None and code is not None and 100 <= code < 400 and not raw
+            and request.on_chunk is None and server._cookie is None):
+        status = Status(code, None, None, request.header_lines)
+        body = request.body_out
+        try:
+            data = codec.decode(body) if body and request.method != "HEAD" else None
+        except (ValueError, UnicodeDecodeError):
+            _on_response_general(request, op, transform, raw, server)  # reports BadResponse
+            return
+        if transform is not None:
+            try:
+                data = transform(data, status)
+            except Exception as exc:
+                if not isinstance(exc, CouchError):
+                    log.debug("response handler failed for %s %s", request.method, redact_url(request.url),
+                              exc_info=True)
+                op.complete(None, Status(code, exception=exc, header_lines=request.header_lines))
+                return
+        op.complete(data, status)
+        return
+    _on_response_general(request, op, transform, raw, server)
+
+
+def _on_response_general(request: Request, op: Operation, transform: Optional[Transform], raw: bool,
+                         server: "Server") -> None:
     header_lines = request.header_lines
+    gate = request.on_chunk if type(request.on_chunk) is _StreamGate else None
     if request.errno is not None:
+        if gate is not None and gate.failure is not None:
+            # The consumer raised: that is the outcome, not the abort it caused.
+            op.complete(None, Status(request.code, exception=gate.failure, header_lines=header_lines))
+            return
         exc = transport_error(request)
-        if server.failure_hooks and server._on_failure(request, exc):
+        # A stream whose body already reached its consumer cannot be sent again.
+        if server.failure_hooks and not (gate is not None and gate.delivered) \
+                and server._on_failure(request, exc):
             return
         op.complete(None, Status(request.code, exception=exc, header_lines=header_lines))
         return
     code = request.code or 0
     body = request.body_out
+    if gate is not None and gate.error_body:
+        body = b"".join(gate.error_body)
     if code >= 400 or code < 100:
         data: Any = None
         error = reason = None
@@ -117,6 +208,8 @@ def _on_response(request: Request) -> None:
         op.complete(data, Status(code or None, exception=exc, header_lines=header_lines))
         return
     status = Status(code, header_lines=header_lines)
+    if server._cookie is not None:
+        server._refresh_cookie(request)
     try:
         if raw:
             data = body
@@ -202,11 +295,12 @@ class Server:
     # -- headers --------------------------------------------------------
     def _build_headers(self) -> None:
         common = ["Accept: application/json"] + self._extra_headers
-        if self._credentials is not None:
+        self._cookie: Optional[str] = getattr(self, "_cookie", None)
+        # A cookie session replaces Basic auth (see corduroy.session).
+        if self._credentials is not None and not self._cookie:
             user, password = self._credentials
             token = base64.b64encode(("%s:%s" % (user, password)).encode("utf-8")).decode("ascii")
             common.append("Authorization: Basic " + token)
-        self._cookie: Optional[str] = getattr(self, "_cookie", None)
         if self._cookie:
             common.append("Cookie: " + self._cookie)
         # One list object per kind, reused by every request: the curl driver
@@ -220,9 +314,18 @@ class Server:
         return self._credentials[0] if self._credentials else None
 
     def set_cookie(self, cookie: Optional[str]) -> None:
-        """Send ``cookie`` (an ``AuthSession=...`` pair) with every request, or stop (None)."""
+        """Send ``cookie`` (an ``AuthSession=...`` pair) with every request, instead of Basic auth; None stops."""
         self._cookie = cookie
         self._build_headers()
+
+    def _refresh_cookie(self, request: Request) -> None:
+        """Adopt a renewed ``AuthSession`` cookie from a response to a request that sent ours."""
+        for line in request.header_lines:
+            if line[:11].lower() == b"set-cookie:":
+                value = line[11:].split(b";", 1)[0].strip().decode("latin-1")
+                if (value.startswith("AuthSession=") and len(value) > 12 and value != self._cookie
+                        and request.headers and "Cookie: %s" % self._cookie in request.headers):
+                    self.set_cookie(value)
 
     def __repr__(self) -> str:
         return "<Server %r>" % (self.url,)
@@ -247,6 +350,10 @@ class Server:
         ``path`` is already quoted and starts with ``/``; ``json`` is encoded
         (raising before any I/O if it cannot be); ``body`` is sent as is.
         ``transform(data, status)`` post-processes a successful answer.
+        ``on_chunk(bytes)`` streams a successful body to a consumer instead of
+        buffering it (``transform`` then gets ``data=None``); an error body
+        (status 400 or more) is buffered and raised as usual; an exception
+        raised by the consumer aborts the transfer and fails the Operation.
         """
         if json is not None:
             body = codec.encode(json, what)
@@ -255,21 +362,23 @@ class Server:
             if body is not None and isinstance(body, str):
                 body = body.encode("utf-8")
             hdrs = (self.headers_plain if body is None else self.headers_json) if headers is None else headers
-        url = self.url + path + encode_query(params)
+        url = self.url + path + encode_query(params) if params else self.url + path
         reactor = get_reactor()
         op = CouchOperation(reactor)
         t = self.timeout if timeout is None else timeout
+        gate = _StreamGate(on_chunk) if on_chunk is not None else None
         req = Request(
-            method, url, hdrs, body, on_done=_on_response, on_chunk=on_chunk,
+            method, url, hdrs, body, on_done=_on_response, on_chunk=gate,
             timeout=t or 0, connect_timeout=self.connect_timeout or 0,
             options=self.curl_options, context=(op, transform, raw, self),
             max_body=self.max_response_size if on_chunk is None else None,
         )
-        driver = reactor.curl
-        op._cancel = lambda: driver.cancel(req)
+        if gate is not None:
+            gate.request = req
+        op._cancel = req  # calling a submitted Request cancels it
         if log.isEnabledFor(logging.DEBUG):
             _log_request(req)
-        driver.submit(req)
+        (reactor._curl or reactor.curl).submit(req)
         return op
 
     def _on_failure(self, request: Request, exc: Exception) -> bool:
@@ -285,6 +394,8 @@ class Server:
         request.errmsg = None
         request.body_out = b""
         request.header_lines = []
+        if type(request.on_chunk) is _StreamGate:
+            request.on_chunk.reset()
         reactor = request.context[0].reactor
         driver = reactor.curl
         if delay > 0:

@@ -1,0 +1,399 @@
+"""Maintenance and low-level document endpoints, in every calling style.
+
+Endpoints pouchdb-server lacks (``_purge``, ``_missing_revs``, design document
+compaction, partitions) are tested all the same and skipped only when the
+server answers that it lacks them.
+"""
+from __future__ import annotations
+
+import pytest
+
+from corduroy import BadRequest, Conflict, ConnectionFailed, Couch, Database, NotFound, ServerError
+from corduroy.maintenance import copy_destination
+from tests.conftest import couch_request
+from tests.styles import STYLES, call
+
+#: How a server says it has no such endpoint.
+LACKING = (BadRequest, NotFound, ServerError)
+
+
+@pytest.fixture
+def db(couch_url: str, dbname: str) -> Database:
+    return Couch(couch_url).create(dbname)
+
+
+def lacks(exc: Exception, endpoint: str) -> None:
+    pytest.skip("the server answered %s to %s: it lacks the endpoint (%s)" % (type(exc).__name__, endpoint, exc))
+
+
+def make_conflict(db: Database, doc_id: str = "contested") -> list:
+    """A document with two extra conflicting leaves (written with new_edits=False); returns all leaf revs."""
+    doc = {"_id": doc_id, "side": "original"}
+    db.save(doc)
+    others = [
+        {"_id": doc_id, "_rev": "1-" + "a" * 32, "side": "left"},
+        {"_id": doc_id, "_rev": "1-" + "f" * 32, "side": "right"},
+    ]
+    db.save(others, new_edits=False)
+    return [doc["_rev"]] + [d["_rev"] for d in others]
+
+
+# -- maintenance ------------------------------------------------------------
+@pytest.mark.parametrize("style", STYLES)
+def test_compact_cleanup_commit_answer_ok(style, db):
+    db.save({"_id": "a"})
+    assert call(style, db.compact)["ok"] is True
+    assert call(style, db.cleanup)["ok"] is True
+    assert call(style, db.commit)["ok"] is True
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_compact_design_document(style, db):
+    db.save({"_id": "_design/app", "views": {"all": {"map": "function (doc) { emit(doc._id, null); }"}}})
+    try:
+        result = call(style, db.compact, "app")
+    except LACKING as exc:
+        lacks(exc, "_compact/app")
+    assert result["ok"] is True
+    assert call(style, db.compact, "_design/app")["ok"] is True
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_info_of_database_and_design_document(style, db):
+    db.save({"_id": "a"})
+    info = call(style, db.info)
+    assert info["db_name"] == db.name and info["doc_count"] == 1
+    db.save({"_id": "_design/app", "views": {"all": {"map": "function (doc) { emit(doc._id, null); }"}}})
+    assert "view_index" in call(style, db.info, "app")
+    assert "view_index" in call(style, db.info, ddoc="_design/app")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_security_get_and_set(style, db):
+    assert isinstance(call(style, db.security), dict)
+    wanted = {"admins": {"names": [], "roles": ["_admin"]},
+              "members": {"names": [], "roles": ["_admin", "auditors"]}}
+    assert call(style, db.security, wanted) == wanted
+    assert call(style, db.security) == wanted
+
+
+def test_security_refuses_a_non_dict_before_io():
+    with pytest.raises(TypeError):
+        Database("http://127.0.0.1:9/nowhere").security(["admins"])
+
+
+# -- COPY -------------------------------------------------------------------
+@pytest.mark.parametrize("style", STYLES)
+def test_copy_to_a_new_id(style, db):
+    db.save({"_id": "original", "n": 1})
+    result = call(style, db.copy, "original", "duplicate")
+    assert result["id"] == "duplicate"
+    copied = db.get("duplicate")
+    assert copied["_rev"] == result["rev"] and copied["n"] == 1
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_copy_over_an_existing_document(style, db):
+    db.save({"_id": "source", "n": "new"})
+    target = {"_id": "target", "n": "old"}
+    db.save(target)
+    with pytest.raises(Conflict):
+        call(style, db.copy, "source", "target")
+    assert db.get("target")["n"] == "old"
+    result = call(style, db.copy, {"_id": "source"}, {"_id": "target", "_rev": target["_rev"]})
+    now = db.get("target")
+    assert now["n"] == "new" and now["_rev"] == result["rev"] != target["_rev"]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_copy_of_a_given_source_revision(style, db):
+    doc = {"_id": "versions", "n": 1}
+    db.save(doc)
+    first = dict(doc)
+    doc["n"] = 2
+    db.save(doc)
+    call(style, db.copy, first, "first-version")
+    assert db.get("first-version")["n"] == 1
+
+
+def test_copy_destination_header_is_quoted():
+    assert copy_destination("plain") == "plain"
+    assert copy_destination({"_id": "a b?rev=1-x", "_rev": "2-abc"}) == "a%20b%3Frev%3D1-x?rev=2-abc"
+    assert copy_destination("line\r\nX-Injected: 1") == "line%0D%0AX-Injected%3A%201"
+    assert copy_destination("_design/app") == "_design%2Fapp"
+    with pytest.raises(ValueError):
+        copy_destination({"_rev": "1-x"})
+    with pytest.raises(TypeError):
+        Database("http://127.0.0.1:9/nowhere").copy(42, "x")
+
+
+def test_copy_to_an_id_that_needs_quoting(db):
+    db.save({"_id": "src", "n": 7})
+    odd = "copy of/ü?x=1"
+    db.copy("src", odd)
+    try:
+        copied = db.get(odd)
+    except NotFound:
+        from urllib.parse import quote
+
+        db.get(quote(odd, safe=""))  # stored under the raw header value
+        pytest.skip("the server does not percent-decode the Destination header (CouchDB does)")
+    assert copied["n"] == 7
+
+
+# -- revisions and conflicts ------------------------------------------------
+@pytest.mark.parametrize("style", STYLES)
+def test_revisions_newest_first(style, db):
+    doc = {"_id": "edited"}
+    revs = []
+    for n in range(3):
+        doc["n"] = n
+        db.save(doc)
+        revs.append(doc["_rev"])
+    assert call(style, db.revisions, "edited") == revs[::-1]
+    with pytest.raises(NotFound):
+        call(style, db.revisions, "no-such-doc")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_conflicts_lists_the_losing_leaves(style, db):
+    leaves = make_conflict(db)
+    winner = db.get("contested")["_rev"]
+    found = call(style, db.conflicts, "contested")
+    assert sorted(found) == sorted(r for r in leaves if r != winner)
+    db.save({"_id": "calm"})
+    assert call(style, db.conflicts, "calm") == []
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_resolve_conflicts_keeps_the_winner(style, db):
+    leaves = make_conflict(db)
+    winner = db.get("contested")
+    summary = call(style, db.resolve_conflicts, "contested")
+    assert summary["kept"] == winner["_rev"] and summary["errors"] == {}
+    assert sorted(summary["deleted"]) == sorted(r for r in leaves if r != winner["_rev"])
+    assert db.conflicts("contested") == []
+    assert db.get("contested")["side"] == winner["side"]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_resolve_conflicts_with_a_chooser(style, db):
+    make_conflict(db)
+    seen = []
+
+    def choose(docs):
+        seen.extend(d["side"] for d in docs)
+        return next(d for d in docs if d["side"] == "left")["_rev"]
+
+    summary = call(style, db.resolve_conflicts, "contested", choose)
+    assert sorted(seen) == ["left", "original", "right"]
+    assert summary["kept"] == "1-" + "a" * 32
+    assert db.conflicts("contested") == []
+    assert db.get("contested")["side"] == "left"
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_resolve_conflicts_with_a_merged_document(style, db):
+    make_conflict(db)
+
+    def merge(docs):
+        keep = dict(docs[0])
+        keep["sides"] = sorted(d["side"] for d in docs)
+        return keep
+
+    summary = call(style, db.resolve_conflicts, "contested", merge)
+    merged = db.get("contested", conflicts=True)
+    assert "_conflicts" not in merged
+    assert merged["sides"] == ["left", "original", "right"]
+    assert merged["_rev"] == summary["rev"] and merged["_rev"].startswith("2-")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_resolve_conflicts_chooser_may_decline(style, db):
+    leaves = make_conflict(db)
+    summary = call(style, db.resolve_conflicts, "contested", lambda docs: None)
+    assert summary["kept"] is None and summary["deleted"] == []
+    assert len(db.conflicts("contested")) == len(leaves) - 1
+
+
+def test_resolve_conflicts_refuses_a_rev_that_is_no_leaf(db):
+    make_conflict(db)
+    with pytest.raises(ValueError, match="leaf"):
+        db.resolve_conflicts("contested", lambda docs: "9-nope")
+    assert len(db.conflicts("contested")) == 2
+
+
+def test_resolve_conflicts_without_conflicts_changes_nothing(db):
+    doc = {"_id": "calm"}
+    db.save(doc)
+    summary = db.resolve_conflicts("calm")
+    assert summary["kept"] == doc["_rev"] and summary["deleted"] == []
+    assert db.get("calm")["_rev"] == doc["_rev"]
+
+
+# -- purge, revs_diff, missing_revs, bulk_get ---------------------------------
+@pytest.mark.parametrize("style", STYLES)
+def test_purge(style, db):
+    doomed = {"_id": "doomed"}
+    db.save(doomed)
+    db.save({"_id": "kept"})
+    try:
+        result = call(style, db.purge, [doomed])
+    except LACKING as exc:
+        lacks(exc, "_purge")
+    assert result["purged"]["doomed"] == [doomed["_rev"]]
+    with pytest.raises(NotFound):
+        db.get("doomed")
+    assert db.get("kept")["_id"] == "kept"
+
+
+def test_purge_validates_before_io():
+    offline = Database("http://127.0.0.1:9/nowhere")
+    with pytest.raises(ValueError, match="_rev"):
+        offline.purge([{"_id": "a"}])
+    with pytest.raises(TypeError):
+        offline.purge("a")
+    with pytest.raises(TypeError):
+        offline.purge({"a": [1]})
+    with pytest.raises(ConnectionFailed):
+        offline.purge({"a": "1-abc"})
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_revs_diff(style, db):
+    doc = {"_id": "known"}
+    db.save(doc)
+    result = call(style, db.revs_diff, {"known": [doc["_rev"], "1-" + "9" * 32], "unknown": ["1-" + "8" * 32]})
+    assert result["known"]["missing"] == ["1-" + "9" * 32]
+    assert result["unknown"]["missing"] == ["1-" + "8" * 32]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_missing_revs(style, db):
+    doc = {"_id": "known"}
+    db.save(doc)
+    try:
+        result = call(style, db.missing_revs, {"known": [doc["_rev"], "1-" + "9" * 32]})
+    except LACKING as exc:
+        lacks(exc, "_missing_revs")
+    assert result == {"known": ["1-" + "9" * 32]}
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_bulk_get_with_a_missing_document(style, db):
+    first = {"_id": "one", "n": 1}
+    db.save(first)
+    old_rev = first["_rev"]
+    first["n"] = 2
+    db.save(first)
+    db.save({"_id": "two", "n": 20})
+    results = call(style, db.bulk_get, [{"id": "one", "rev": old_rev}, "absent", {"_id": "two"}], revs=True)
+    assert [r["id"] for r in results] == ["one", "absent", "two"]
+    old, absent, two = results
+    assert [d["n"] for d in old["docs"]] == [1] and old["errors"] == []
+    assert old["docs"][0]["_rev"] == old_rev
+    assert absent["docs"] == [] and absent["errors"][0]["id"] == "absent" and absent["errors"][0]["error"]
+    assert [d["n"] for d in two["docs"]] == [20]
+    assert two["docs"][0]["_revisions"]["start"] == 1
+
+
+def test_bulk_get_validates_before_io():
+    offline = Database("http://127.0.0.1:9/nowhere")
+    with pytest.raises(ValueError):
+        offline.bulk_get([{"rev": "1-x"}])
+    with pytest.raises(TypeError):
+        offline.bulk_get("one")
+    with pytest.raises(TypeError):
+        offline.bulk_get([3])
+
+
+# -- _local documents ---------------------------------------------------------
+@pytest.mark.parametrize("style", STYLES)
+def test_local_documents_round_trip(style, couch_url, db):
+    checkpoint = {"_id": "checkpoint", "seq": 1}
+    saved = call(style, db.save_local, checkpoint)
+    assert checkpoint["_id"] == "_local/checkpoint" and checkpoint["_rev"] == saved["rev"]
+    got = call(style, db.get_local, "checkpoint")
+    assert got["seq"] == 1 and got["_id"] == "_local/checkpoint"
+    checkpoint["seq"] = 2
+    call(style, db.save_local, checkpoint)
+    assert call(style, db.get_local, "_local/checkpoint")["seq"] == 2
+    db.save({"_id": "ordinary"})
+    status, all_docs = couch_request(couch_url, "GET", "/%s/_all_docs" % db.name)
+    assert status == 200 and [row["id"] for row in all_docs["rows"]] == ["ordinary"]
+    call(style, db.delete_local, checkpoint)
+    with pytest.raises(NotFound):
+        call(style, db.get_local, "checkpoint")
+
+
+def test_plain_get_save_delete_work_on_local_ids(db):
+    doc = {"_id": "_local/settings", "theme": "dark"}
+    assert db.save(doc).ok
+    assert db.get("_local/settings")["theme"] == "dark"
+    doc["theme"] = "light"
+    db.save(doc)
+    assert db.get_local("settings")["theme"] == "light"
+    db.delete(doc)
+    with pytest.raises(NotFound):
+        db.get("_local/settings")
+
+
+def test_save_local_with_a_stale_rev_is_a_conflict(db):
+    doc = {"_id": "cp", "n": 1}
+    db.save_local(doc)
+    stale = dict(doc)
+    db.save_local(doc)
+    with pytest.raises(Conflict):
+        db.save_local(stale)
+
+
+# -- partitions -----------------------------------------------------------------
+@pytest.fixture
+def partitioned(couch_url: str, dbname: str) -> Database:
+    couch = Couch(couch_url)
+    try:
+        db = couch.create(dbname, partitioned=True)
+    except LACKING as exc:
+        pytest.skip("the server refused a partitioned database: %s" % exc)
+    if not db.info().get("props", {}).get("partitioned"):
+        pytest.skip("the server created an unpartitioned database (it has no partitions)")
+    db.save([
+        {"_id": "red:1", "n": 1}, {"_id": "red:2", "n": 2}, {"_id": "blue:1", "n": 3},
+        {"_id": "_design/app", "views": {"by_n": {"map": "function (doc) { emit(doc.n, null); }"}}},
+    ])
+    return db
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_partition_info(style, partitioned):
+    info = call(style, partitioned.partition_info, "red")
+    assert info["partition"] == "red" and info["doc_count"] == 2
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_partition_all_docs(style, partitioned):
+    rows = call(style, partitioned.partition_all_docs, "red", include_docs=True)["rows"]
+    assert [row["id"] for row in rows] == ["red:1", "red:2"]
+    assert [row["doc"]["n"] for row in rows] == [1, 2]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_partition_view(style, partitioned):
+    rows = call(style, partitioned.partition_view, "red", "app/by_n", descending=True)["rows"]
+    assert [row["key"] for row in rows] == [2, 1]
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_partition_find(style, partitioned):
+    found = call(style, partitioned.partition_find, "blue", {"n": {"$gt": 0}}, fields=["_id", "n"])
+    assert found["docs"] == [{"_id": "blue:1", "n": 3}]
+
+
+def test_partition_names_are_checked_before_io():
+    offline = Database("http://127.0.0.1:9/nowhere")
+    with pytest.raises(ValueError):
+        offline.partition_info("_all_docs")
+    with pytest.raises(TypeError):
+        offline.partition_all_docs("")
+    with pytest.raises(ValueError):
+        offline.partition_view("red", "no-slash")
