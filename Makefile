@@ -47,10 +47,13 @@ test: $(VENV) $(SERVER)/node_modules
 demo: $(VENV) $(SERVER)/node_modules
 	$(VENV)/bin/python -m tests.server.launcher -- $(VENV)/bin/python examples/demo.py
 
-# Install the benchmark peers and run the benchmark harness.
+# Install the benchmark peers, run the default set on the canned server, then
+# W1 against the pinned pouchdb-server with fewer requests (BENCH_ARGS: more options).
+BENCH_ARGS ?=
 bench: $(VENV) $(SERVER)/node_modules
 	$(VENV)/bin/python -m pip install $(PIP_OPTS) -e '.[bench]'
-	$(VENV)/bin/python -m benchmarks
+	$(VENV)/bin/python -m benchmarks --target canned $(BENCH_ARGS)
+	$(VENV)/bin/python -m benchmarks --target pouchdb --workloads W1 --requests 2000 $(BENCH_ARGS)
 
 # The suite on CPython 3.9 from pyenv, where the reactor backend is pyuv.
 # Newest pyenv CPython 3.9 (empty if none; the recipe then says so).

@@ -64,6 +64,10 @@ setup(
             "matplotlib",
             "tqdm",
             "psutil",
+            # httpcore probes for sniffio on every request; without it each one pays a failed import.
+            "sniffio",
+            # `python -m benchmarks --py-spy` samples each client process.
+            "py-spy",
         ],
     },
     entry_points={"console_scripts": ["corduroy = corduroy.__main__:main"]},
