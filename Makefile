@@ -22,7 +22,7 @@ PIP_OPTS := --disable-pip-version-check
 # __init__.py appearing re-runs it too.
 PKG_DEPS := setup.py pyproject.toml $(wildcard corduroy/__init__.py loop/__init__.py)
 
-.PHONY: test demo bench test39 clean
+.PHONY: test demo bench test39 lint clean
 
 # Development virtualenv with the package (editable) and the dev extras.
 # The stamp file re-runs the install whenever the packaging changes.
@@ -66,6 +66,11 @@ $(VENV39)/.installed: $(PKG_DEPS)
 	$(VENV39)/bin/python -m pip install $(PIP_OPTS) --upgrade pip
 	$(VENV39)/bin/python -m pip install $(PIP_OPTS) -e '.[dev]'
 	touch $@
+
+# Static checks: ruff on everything, mypy on the two packages.
+lint: $(VENV)
+	$(VENV)/bin/ruff check corduroy loop tests benchmarks examples
+	$(VENV)/bin/mypy corduroy loop
 
 # Remove everything the targets above create.
 clean:

@@ -25,7 +25,6 @@ from typing import Any, Callable, Deque, Dict, List, Optional
 
 import pycurl
 
-from .reactor import READ, WRITE
 
 __all__ = ["CurlDriver", "Request"]
 

@@ -112,7 +112,7 @@ class Operation:
     #: Logger used for exceptions raised by user callbacks.
     log = log
 
-    def __init__(self, reactor: Any = None, cancel: Optional[Callable[[], None]] = None) -> None:
+    def __init__(self, reactor: Any = None, cancel: Optional[Callable[[], Any]] = None) -> None:
         self.reactor = reactor
         self.data: Any = None
         self.status: Optional[Status] = None
@@ -151,7 +151,7 @@ class Operation:
 
     def _run_callback(self, fn: Callback) -> None:
         try:
-            fn(self.data, self.status)
+            fn(self.data, self.status)  # type: ignore[arg-type]  # only called once complete
         except Exception:
             self.log.exception("exception in callback %r", fn)
 

@@ -120,7 +120,8 @@ class _Runner:
 def _report_unobserved(op: Operation) -> None:
     if not op.observed:
         exc = op.status.exception  # type: ignore[union-attr]
-        op.log.error("unhandled exception in trampolined generator", exc_info=(type(exc), exc, exc.__traceback__))
+        if exc is not None:
+            op.log.error("unhandled exception in trampolined generator", exc_info=exc)
 
 
 def trampoline(

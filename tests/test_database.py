@@ -206,7 +206,7 @@ def test_document_attribute_access_and_repr():
     del doc.office
     assert "office" not in doc
     with pytest.raises(AttributeError):
-        doc.nothing
+        doc.nothing  # noqa: B018 - the attribute access is what raises
     with pytest.raises(AttributeError):
         del doc.nothing
     assert repr(doc) == '<Document lackey-129[1] {first:"Oliver", last:"Reeder"}>'

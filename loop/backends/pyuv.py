@@ -3,7 +3,7 @@ from __future__ import annotations
 
 import collections
 import threading
-from typing import Any, Callable, Deque, Tuple
+from typing import Any, Callable, Deque, Optional, Tuple
 
 import pyuv
 
@@ -52,7 +52,7 @@ class _TimerHandle(Handle):
 
     def __init__(self, reactor: "PyuvReactor", delay: float, fn: Callable[..., Any], args: Tuple[Any, ...]) -> None:
         self._reactor = reactor
-        self._fn = fn
+        self._fn: Optional[Callable[..., Any]] = fn
         self._args = args
         self._timer = pyuv.Timer(reactor.uv)
         self._timer.start(self._fire, max(delay, 0.0), 0.0)
@@ -75,7 +75,7 @@ class _SoonHandle(Handle):
     __slots__ = ("fn", "args")
 
     def __init__(self, fn: Callable[..., Any], args: Tuple[Any, ...]) -> None:
-        self.fn = fn
+        self.fn: Optional[Callable[..., Any]] = fn
         self.args = args
 
     def cancel(self) -> None:
