@@ -43,9 +43,11 @@ $(SERVER)/node_modules/.installed: $(SERVER)/package.json $(SERVER)/package-lock
 test: $(VENV) $(SERVER)/node_modules
 	$(VENV)/bin/python -m pytest -q $(PYTEST_ARGS)
 
-# Run the demo with COUCHDB_URL pointing at a fresh test server.
+# Run the demo, then the leaderboard example (callback, @relax and async
+# styles), with COUCHDB_URL pointing at one fresh test server.
 demo: $(VENV) $(SERVER)/node_modules
-	$(VENV)/bin/python -m tests.server.launcher -- $(VENV)/bin/python examples/demo.py
+	$(VENV)/bin/python -m tests.server.launcher -- sh -c \
+	    '$(VENV)/bin/python examples/demo.py && $(VENV)/bin/python examples/leaderboard.py --style all'
 
 # Install the benchmark peers, run the default set on the canned server, then
 # W1 against the pinned pouchdb-server with fewer requests (BENCH_ARGS: more options).
