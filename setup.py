@@ -40,6 +40,8 @@ setup(
         # pyuv on CPython 3.9 (pyuv 1.4.0 builds only on CPython <= 3.9).
         'uvloop>=0.17; sys_platform != "win32" and python_version >= "3.10"',
         'pyuv>=1.4; python_version < "3.10"',
+        # The `corduroy` command's progress bar (corduroy/cli).
+        "tqdm>=4.60",
     ],
     extras_require={
         "dev": [
@@ -51,6 +53,11 @@ setup(
             "mypy",
             "ruff",
             "gevent",
+            # tests/test_packaging.py builds the sdist and the wheel without build isolation.
+            "build",
+            "wheel",
+            # tests/test_http2.py: a tiny h2c test server (pure Python, small).
+            "h2",
         ],
         "tornado": ["tornado>=6"],
         "gevent": ["gevent"],
