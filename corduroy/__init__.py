@@ -25,6 +25,7 @@ from .exceptions import (
     TransportError, Unauthorized, UnknownOutcome, UnsupportedMediaType,
 )
 from .relax import relax
+from .retry import RetryPolicy
 from .views import Formatted, Pager, Row, View
 
 __all__ = [
@@ -36,4 +37,5 @@ __all__ = [
     "__version__",
     "ChangesFeed",
     "View", "Row", "Formatted", "Pager",
+    "RetryPolicy",
 ]

@@ -5,13 +5,22 @@ driver) and maps each response to ``(data, Status)``: JSON decoded, a status
 of 400 or more to its exception class, a transport failure to the
 :class:`~corduroy.exceptions.TransportError` family.  :func:`finish` applies
 the calling contract (callback, yield/await, or blocking).
+
+Reliability (see ``docs/guide/reliability.rst``): each request has a total,
+a connect and an idle (low-speed) timeout; a failed request may be sent
+again by :attr:`Server.failure_hooks` (a :class:`~corduroy.retry.RetryPolicy`
+is installed by default, retrying reads only); a write that fails after it
+was sent is reported as :class:`~corduroy.exceptions.UnknownOutcome`;
+GET/HEAD redirects are followed within the same server only.
 """
 from __future__ import annotations
 
 import base64
 import logging
+import math
 import time
 from typing import Any, Callable, Dict, List, Optional, Tuple
+from urllib.parse import urljoin, urlsplit
 
 import pycurl
 
@@ -20,8 +29,8 @@ from loop.redact import redact_url
 
 from . import codec
 from .exceptions import (
-    BadResponse, ConnectionFailed, CouchError, ResponseTooLarge, Timeout, TLSError,
-    TransportError, error_for_code,
+    BadResponse, ConnectionFailed, CouchError, HTTPError, ResponseTooLarge, Timeout, TLSError,
+    TransportError, UnknownOutcome, error_for_code,
 )
 from .urls import encode_query, split_credentials
 
@@ -55,8 +64,46 @@ _TLS_ERRORS = {
 }
 
 
+#: Methods that never change anything on a CouchDB server.
+SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS"})
+#: The last path segment of POST requests that only read (a body carries the query),
+#: and of logging in (``/_session``: a second login does no harm).
+_READ_POSTS = frozenset({
+    "_all_docs", "_bulk_get", "_changes", "_design_docs", "_local_docs", "_dbs_info", "_explain",
+    "_find", "_missing_revs", "_revs_diff", "_session",
+})
+
+
+def is_idempotent(method: str, url: str) -> bool:
+    """True for a request that is safe to send twice: GET, HEAD, OPTIONS, and the POSTs that only query.
+
+    Those POSTs are ``_find``, ``_explain``, ``_all_docs``, ``_bulk_get``,
+    ``_changes``, ``_revs_diff``, ``_missing_revs``, ``_design_docs``,
+    ``_local_docs``, ``_dbs_info``, a view (``.../_view/name``) and their
+    ``/queries`` forms; and a login (``POST /_session``).
+    """
+    if method in SAFE_METHODS:
+        return True
+    if method != "POST":
+        return False
+    path = urlsplit(url).path.rstrip("/")
+    segments = path.rsplit("/", 3)
+    if segments[-1] == "queries":
+        segments = segments[:-1]
+    if segments[-1] in _READ_POSTS:
+        return True
+    return len(segments) >= 2 and segments[-2] == "_view"
+
+
 def transport_error(request: Request) -> TransportError:
-    """The exception for a request that failed below HTTP."""
+    """The exception for a request that failed below HTTP.
+
+    A write (see :func:`is_idempotent`) that failed after libcurl had sent
+    any of it gets :class:`UnknownOutcome` (its ``cause`` is the transport
+    error): the server may have applied it.  One that failed before a byte
+    left (connection refused, connect timeout, TLS handshake) keeps its own
+    class: nothing happened on the server.
+    """
     errno = request.errno
     cls: type
     if errno in _TIMEOUT_ERRORS:
@@ -69,7 +116,22 @@ def transport_error(request: Request) -> TransportError:
         cls = ConnectionFailed
     message = request.errmsg or "transfer failed"
     # libcurl's messages can quote the URL; make sure no credentials leak through.
-    return cls("%s (curl error %s)" % (redact_url(message), errno), method=request.method, url=redact_url(request.url))
+    url = redact_url(request.url)
+    exc = cls("%s (curl error %s)" % (redact_url(message), errno), method=request.method, url=url)
+    if cls is not ResponseTooLarge and maybe_sent(request) and not is_idempotent(request.method, request.url):
+        answered = " (after a %d status line)" % request.code if request.code else ""
+        unknown = UnknownOutcome(
+            "the connection failed after the request was sent%s, so it may or may not have been applied: "
+            "%s (curl error %s)" % (answered, redact_url(message), errno), method=request.method, url=url)
+        unknown.cause = exc  # type: ignore[attr-defined]
+        unknown.__cause__ = exc
+        return unknown
+    return exc
+
+
+def maybe_sent(request: Request) -> bool:
+    """False only when libcurl reported that no byte of a failed request left (``Request.sent == 0``)."""
+    return getattr(request, "sent", None) != 0
 
 
 def _excerpt(body: bytes) -> str:
@@ -87,8 +149,8 @@ def _content_type(header_lines: List[bytes]) -> str:
 class _StreamGate:
     """Stands between curl and a streamed request's consumer.
 
-    The consumer gets the body only once the status is known to be below
-    400; an error body is kept (up to :data:`ERROR_BODY_MAX` bytes) to be
+    The consumer gets the body only once the status is known to be a 2xx;
+    an error (or redirect) body is kept (up to :data:`ERROR_BODY_MAX` bytes) to be
     decoded into the exception like a buffered one.  An exception raised by
     the consumer is kept and aborts the transfer; the Operation then fails
     with it (not with a transport error).
@@ -111,7 +173,8 @@ class _StreamGate:
     def __call__(self, chunk: bytes) -> Any:
         passing = self.passing
         if passing is None:
-            passing = self.passing = _status_code(self.request.header_lines) < 400  # type: ignore[union-attr]
+            # Only a 2xx body streams; an error's (or a redirect's) is kept for the exception.
+            passing = self.passing = _status_code(self.request.header_lines) < 300  # type: ignore[union-attr]
         if not passing:
             if sum(map(len, self.error_body)) < ERROR_BODY_MAX:
                 self.error_body.append(chunk)
@@ -139,12 +202,47 @@ def _status_code(header_lines: List[bytes]) -> int:
     return 0
 
 
+class Resend:
+    """A resent request's counts (retries, redirects followed), kept as a wrapper of its ``on_done``.
+
+    Failure hooks and the redirect logic find it with :func:`resend_state`;
+    it lives exactly as long as the request, and costs nothing to requests
+    that are never sent again.
+    """
+
+    __slots__ = ("on_done", "retries", "redirects")
+
+    def __init__(self, on_done: Callable[[Request], Any]) -> None:
+        self.on_done = on_done
+        self.retries = 0
+        self.redirects = 0
+
+    def __call__(self, request: Request) -> None:
+        self.on_done(request)
+
+
+def resend_state(request: Request) -> Resend:
+    """The :class:`Resend` counts of ``request`` (installed on first use)."""
+    state = request.on_done
+    if type(state) is not Resend:
+        state = request.on_done = Resend(state)  # type: ignore[arg-type]
+    return state  # type: ignore[return-value]
+
+
+def resend_counts(request: Request) -> Tuple[int, int]:
+    """``(retries, redirects)`` so far for ``request`` (0, 0 if it was never sent again)."""
+    state = request.on_done
+    if type(state) is Resend:
+        return state.retries, state.redirects  # type: ignore[union-attr]
+    return 0, 0
+
+
 def _on_response(request: Request) -> None:
     """Map a finished curl request to its Operation's ``(data, Status)``."""
-    op, transform, raw, server = request.context
+    op, transform, raw, server, _deadline = request.context
     code = request.code
-    # The common case first: a buffered JSON answer in the 2xx/3xx range.
-    if (request.errno is None and code is not None and 100 <= code < 400 and not raw
+    # The common case first: a buffered JSON answer in the 2xx range.
+    if (request.errno is None and code is not None and 100 <= code < 300 and not raw
             and request.on_chunk is None and server._cookie is None):
         status = Status(code, None, None, request.header_lines)
         body = request.body_out
@@ -176,7 +274,7 @@ def _on_response_general(request: Request, op: Operation, transform: Optional[Tr
             # The consumer raised: that is the outcome, not the abort it caused.
             op.complete(None, Status(request.code, exception=gate.failure, header_lines=header_lines))
             return
-        exc = transport_error(request)
+        exc: CouchError = transport_error(request)
         # A stream whose body already reached its consumer cannot be sent again.
         if server.failure_hooks and not (gate is not None and gate.delivered) \
                 and server._on_failure(request, exc):
@@ -207,6 +305,12 @@ def _on_response_general(request: Request, op: Operation, transform: Optional[Tr
             return
         op.complete(data, Status(code or None, exception=exc, header_lines=header_lines))
         return
+    if code in _REDIRECTS:
+        refusal = _follow_redirect(server, request)
+        if refusal is None:
+            return  # sent again, to the new location
+        op.complete(None, Status(code, exception=refusal, header_lines=header_lines))
+        return
     status = Status(code, header_lines=header_lines)
     if server._cookie is not None:
         server._refresh_cookie(request)
@@ -233,6 +337,67 @@ def _on_response_general(request: Request, op: Operation, transform: Optional[Tr
     op.complete(data, status)
 
 
+#: Redirect statuses (300 Multiple Choices and 304 Not Modified are answers, not redirects).
+_REDIRECTS = frozenset({301, 302, 303, 307, 308})
+#: The most redirects one request follows.
+MAX_REDIRECTS = 5
+
+
+def _last_header(header_lines: List[bytes], name: bytes) -> Optional[str]:
+    """The value of header ``name`` (lower case, with the colon) in the last response, if any."""
+    size = len(name)
+    for line in reversed(header_lines):
+        if line[:5] == b"HTTP/":
+            return None
+        if line[:size].lower() == name:
+            return line[size:].strip().decode("latin-1")
+    return None
+
+
+def _origin(url: str) -> Tuple[str, str, Optional[int]]:
+    parts = urlsplit(url)
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port or {"http": 80, "https": 443}.get(scheme)
+    except ValueError:  # a malformed port
+        port = -1
+    return scheme, (parts.hostname or "").lower(), port
+
+
+def _follow_redirect(server: "Server", request: Request) -> Optional[HTTPError]:
+    """Send a redirected GET/HEAD again to its new location on the same server; else say why not.
+
+    Credentials (the Authorization or Cookie header) only ever go back to
+    the server they belong to: a redirect to another scheme, host or port,
+    or to a URL with credentials in it, is not followed.
+    """
+    location = _last_header(request.header_lines, b"location:")
+    target = urljoin(request.url, location) if location else None
+    why = None
+    if target is None:
+        why = "the answer has no Location"
+    elif not server.follow_redirects:
+        why = "following redirects is off"
+    elif request.method != "GET" and request.method != "HEAD":
+        why = "only GET and HEAD requests follow redirects"
+    elif _origin(target) != _origin(server.url) or "@" in urlsplit(target).netloc:
+        why = "it leads to another server, and credentials only go to their own server"
+    else:
+        state = resend_state(request)
+        if state.redirects >= MAX_REDIRECTS:
+            why = "more than %d redirects" % MAX_REDIRECTS
+        else:
+            state.redirects += 1
+            log.debug("%s %s: redirected (%s) to %s", request.method, redact_url(request.url), request.code,
+                      redact_url(target))
+            request.url = target
+            server.resubmit(request)
+            return None
+    shown = redact_url(target) if target else "nowhere"
+    return HTTPError(reason="redirected to %s; not followed: %s" % (shown, why), error="redirect",
+                     code=request.code, method=request.method, url=redact_url(request.url))
+
+
 def finish(op: Operation, callback: Optional[Callable[[Any, Status], Any]]) -> Any:
     """Apply the calling contract to ``op``.
 
@@ -251,11 +416,73 @@ def finish(op: Operation, callback: Optional[Callable[[Any, Status], Any]]) -> A
     return reactor.run_until_complete(op)
 
 
+def _seconds(value: Any, what: str) -> Optional[float]:
+    """``value`` checked as a number of seconds (None or 0: no limit)."""
+    if value is None:
+        return None
+    if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or value != value:
+        raise ValueError("%s is in seconds (a number >= 0, or None for no limit), got %r" % (what, value))
+    return value
+
+
+def _low_speed(idle_timeout: Optional[float]) -> Optional[Tuple[int, int]]:
+    """libcurl's low-speed limit for an idle timeout: under 1 byte/s for that many (whole) seconds."""
+    if not idle_timeout:
+        return None
+    return (1, max(1, int(math.ceil(idle_timeout))))
+
+
+#: Feeds that stay open until something happens (``_changes``, ``_db_updates``).
+_WAITING_FEEDS = ("longpoll", "continuous", "eventsource")
+
+
+def _feed_low_speed(low: Tuple[int, int], params: Dict[str, Any]) -> Optional[Tuple[int, int]]:
+    """The low-speed limit of a request that may wait for news (``feed=...``).
+
+    libcurl averages the speed over a few seconds, so heartbeats (one byte
+    each) never count as traffic: a continuous feed, or a longpoll that
+    heartbeats, gets no limit (the changes feed watches its heartbeats
+    itself); a plain longpoll gets the idle timeout on top of its wait.
+    """
+    feed = params.get("feed")
+    if feed not in _WAITING_FEEDS:
+        return low
+    if feed != "longpoll" or params.get("heartbeat"):
+        return None
+    wait = params.get("timeout")
+    seconds = wait / 1000.0 if isinstance(wait, (int, float)) and not isinstance(wait, bool) else 60.0
+    return (low[0], low[1] + int(math.ceil(seconds)))
+
+
 class Server:
     """Where requests go: a CouchDB server's base URL, credentials and defaults.
 
     Credentials are taken out of the URL and sent in an ``Authorization``
     header; the URL kept (and shown anywhere) has none.
+
+    Limits and reliability (each a default for every request; see
+    ``docs/guide/reliability.rst``):
+
+    ``timeout``
+        Seconds a whole request may take, retries and their waits included
+        (None: no limit).  ``Server.request(..., timeout=)`` overrides it.
+    ``connect_timeout``
+        Seconds to establish a connection (each attempt).
+    ``idle_timeout``
+        Abort a transfer when it moves fewer than 1 byte per second
+        (averaged over a few seconds) for that many seconds (None: never).
+        Continuous feeds are exempt (they watch their heartbeats); a
+        longpoll gets it on top of its wait.
+    ``retries``
+        A :class:`~corduroy.retry.RetryPolicy`, or how many times the
+        default policy may send a request again (3; 0 or None: never).  It
+        retries reads, and writes only when nothing of them was sent.
+    ``follow_redirects``
+        Follow GET/HEAD redirects to the same server (scheme, host and
+        port); never to another one.
+    ``verify``, ``ca_bundle``, ``client_cert``, ``client_key``, ``client_key_password``
+        TLS (see :mod:`corduroy.tls`).  ``verify=False`` is logged as a
+        WARNING and shown in the repr.
     """
 
     def __init__(
@@ -267,8 +494,18 @@ class Server:
         max_response_size: Optional[int] = None,
         full_commit: Optional[bool] = None,
         curl_options: Optional[Dict[int, Any]] = None,
+        idle_timeout: Optional[float] = None,
+        retries: Any = 3,
+        follow_redirects: bool = True,
+        verify: bool = True,
+        ca_bundle: Optional[str] = None,
+        client_cert: Optional[str] = None,
+        client_key: Optional[str] = None,
+        client_key_password: Optional[str] = None,
     ) -> None:
         from . import defaults
+        from .retry import RetryPolicy
+        from .tls import tls_options
 
         base, inline = split_credentials(url or defaults.url)
         self.url = base
@@ -277,10 +514,22 @@ class Server:
             if not (isinstance(credentials, tuple) and len(credentials) == 2):
                 raise TypeError("auth must be a (user, password) tuple")
         self._credentials = credentials
-        self.timeout = timeout
-        self.connect_timeout = connect_timeout
+        self.timeout = _seconds(timeout, "timeout")
+        self.connect_timeout = _seconds(connect_timeout, "connect_timeout")
+        self.idle_timeout = idle_timeout
         self.max_response_size = max_response_size
+        if not isinstance(follow_redirects, bool):
+            raise TypeError("follow_redirects must be True or False, got %r" % (follow_redirects,))
+        self.follow_redirects = follow_redirects
+        #: False when TLS certificates are not checked (``verify=False``).
+        self.verify = verify
+        self._tls = tls_options(base, verify, ca_bundle, client_cert, client_key, client_key_password)
         self.curl_options = curl_options
+        if not verify:
+            log.warning("TLS certificate verification is OFF for %s (verify=False): anyone on the path can "
+                        "read and change this traffic, credentials included", base)
+        #: The :class:`~corduroy.retry.RetryPolicy` installed in ``failure_hooks`` (None: no retries).
+        self.retry_policy: Optional[RetryPolicy] = RetryPolicy.from_setting(retries)
         self._extra_headers: List[str] = []
         if full_commit is not None:
             self._extra_headers.append("X-Couch-Full-Commit: %s" % ("true" if full_commit else "false"))
@@ -290,7 +539,36 @@ class Server:
         #: Objects with ``handle(server, request, exc) -> bool`` consulted, in
         #: order, when a request fails; one returning True has taken the
         #: request over (to retry it, or to renew a session) and completes it.
+        #: The retry policy handles no 401, so a cookie session (which
+        #: handles only 401) renews first wherever it stands in the list.
         self.failure_hooks: List[Any] = []
+        if self.retry_policy is not None:
+            self.failure_hooks.append(self.retry_policy)
+
+    # -- limits and options ----------------------------------------------
+    @property
+    def idle_timeout(self) -> Optional[float]:
+        """Seconds under 1 byte/s after which a transfer is aborted (None: never)."""
+        return self._idle_timeout
+
+    @idle_timeout.setter
+    def idle_timeout(self, value: Optional[float]) -> None:
+        self._idle_timeout = _seconds(value, "idle_timeout")
+        self._low_speed = _low_speed(self._idle_timeout)
+
+    @property
+    def curl_options(self) -> Optional[Dict[int, Any]]:
+        """Extra libcurl options set on every request (``{pycurl.OPTION: value}``), over the TLS settings."""
+        return self._curl_options
+
+    @curl_options.setter
+    def curl_options(self, options: Optional[Dict[int, Any]]) -> None:
+        self._curl_options = options
+        # One dict object, reused by every request: the curl driver skips
+        # re-setting options it already set on a handle.
+        merged = dict(self._tls)
+        merged.update(options or {})  # explicit libcurl options win
+        self._options: Optional[Dict[int, Any]] = merged or None
 
     # -- headers --------------------------------------------------------
     def _build_headers(self) -> None:
@@ -328,6 +606,8 @@ class Server:
                     self.set_cookie(value)
 
     def __repr__(self) -> str:
+        if not self.verify:
+            return "<Server %r verify=False>" % (self.url,)
         return "<Server %r>" % (self.url,)
 
     # -- requests -------------------------------------------------------
@@ -344,6 +624,7 @@ class Server:
         what: str = "request body",
         timeout: Optional[float] = None,
         on_chunk: Optional[Callable[[bytes], Any]] = None,
+        idle_timeout: Optional[float] = None,
     ) -> Operation:
         """Send a request; return its Operation (never blocks).
 
@@ -351,9 +632,10 @@ class Server:
         (raising before any I/O if it cannot be); ``body`` is sent as is.
         ``transform(data, status)`` post-processes a successful answer.
         ``on_chunk(bytes)`` streams a successful body to a consumer instead of
-        buffering it (``transform`` then gets ``data=None``); an error body
-        (status 400 or more) is buffered and raised as usual; an exception
+        buffering it (``transform`` then gets ``data=None``); the body of an
+        error (or a redirect) is buffered and raised as usual; an exception
         raised by the consumer aborts the transfer and fails the Operation.
+        ``timeout`` and ``idle_timeout`` override the Server's (0: no limit).
         """
         if json is not None:
             body = codec.encode(json, what)
@@ -366,11 +648,16 @@ class Server:
         reactor = get_reactor()
         op = CouchOperation(reactor)
         t = self.timeout if timeout is None else timeout
+        low = self._low_speed if idle_timeout is None else _low_speed(idle_timeout)
+        if low is not None and params and "feed" in params:
+            low = _feed_low_speed(low, params)
+        # With retries, a request's deadline covers every attempt and wait.
+        deadline = reactor.time() + t if t and self.retry_policy is not None else None
         gate = _StreamGate(on_chunk) if on_chunk is not None else None
         req = Request(
             method, url, hdrs, body, on_done=_on_response, on_chunk=gate,
-            timeout=t or 0, connect_timeout=self.connect_timeout or 0,
-            options=self.curl_options, context=(op, transform, raw, self),
+            timeout=t or 0, connect_timeout=self.connect_timeout or 0, low_speed=low,
+            options=self._options, context=(op, transform, raw, self, deadline),
             max_body=self.max_response_size if on_chunk is None else None,
         )
         if gate is not None:
@@ -388,7 +675,10 @@ class Server:
         return False
 
     def resubmit(self, request: Request, delay: float = 0.0) -> None:
-        """Send a finished ``request`` again (after ``delay`` seconds); its Operation completes later."""
+        """Send a finished ``request`` again (after ``delay`` seconds); its Operation completes later.
+
+        If the Operation is cancelled meanwhile, the request is not sent.
+        """
         request.code = None
         request.errno = None
         request.errmsg = None
@@ -397,11 +687,21 @@ class Server:
         if type(request.on_chunk) is _StreamGate:
             request.on_chunk.reset()
         reactor = request.context[0].reactor
-        driver = reactor.curl
         if delay > 0:
-            reactor.call_later(delay, driver.submit, request)
+            reactor.call_later(delay, self._submit_again, request)
         else:
-            driver.submit(request)
+            self._submit_again(request)
+
+    def _submit_again(self, request: Request) -> None:
+        op = request.context[0]
+        if op.done():  # cancelled while waiting
+            return
+        try:
+            op.reactor.curl.submit(request)
+        except RuntimeError as exc:  # the reactor's curl driver was closed meanwhile
+            op.complete(None, Status(None, exception=ConnectionFailed(
+                "could not send the request again: %s" % exc, method=request.method,
+                url=redact_url(request.url))))
 
     def headers_with(self, *extra: str) -> List[str]:
         """The plain headers plus ``extra`` lines (a new list)."""

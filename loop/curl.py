@@ -5,7 +5,10 @@ wake it (``M_TIMERFUNCTION``); the reactor calls ``socket_action`` when a
 socket is ready or the timer fires, and finished transfers are drained with
 ``info_read``.  There is no polling loop, no ``perform()`` spinning and no
 thread.  Easy handles are pooled and reused; at most ``max_connections``
-transfers run at once and the rest wait in a FIFO queue.
+transfers run at once and the rest wait in a FIFO queue.  With HTTP/2
+multiplexing (requests whose options ask for HTTP/2, see
+:meth:`CurlDriver.set_limits`'s ``max_streams``) several transfers share one
+connection, and up to ``max_connections * max_streams`` run at once.
 
 A :class:`Request` carries what to send and, once done, what came back
 (``code``, ``header_lines``, ``body`` or ``errno``/``errmsg``); its
@@ -33,6 +36,18 @@ __all__ = ["CurlDriver", "Request"]
 # socket itself.  _new_socket and the idle logic in _on_ready cover that case.
 warnings.filterwarnings("ignore", message="closesocket_callback failed to acquire thread")
 
+
+def _pycurl_version() -> tuple:
+    text = pycurl.version.split()[0].split("/")[-1]  # "PycURL/7.49.0"
+    return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
+
+
+#: Keep idle pooled sockets registered with the reactor (see _on_socket).
+#: That needs to hear of every close: older pycurl (7.45 seen) neither runs
+#: the close callback for a pooled connection nor closes the socket then, so
+#: there idle sockets are unregistered at once, as libcurl asks.
+_KEEP_IDLE_SOCKETS = _pycurl_version() >= (7, 49)
+
 log = logging.getLogger("loop")
 
 _POLL_REMOVE = pycurl.POLL_REMOVE
@@ -50,6 +65,7 @@ _POSTFIELDS = pycurl.POSTFIELDS
 _CUSTOMREQUEST = pycurl.CUSTOMREQUEST
 _TIMEOUT_MS = pycurl.TIMEOUT_MS
 _CONNECTTIMEOUT_MS = pycurl.CONNECTTIMEOUT_MS
+_REQUEST_SIZE = pycurl.REQUEST_SIZE
 
 #: libcurl error raised when a write callback refuses data (stream aborted).
 E_WRITE_ERROR = pycurl.E_WRITE_ERROR
@@ -57,6 +73,16 @@ E_WRITE_ERROR = pycurl.E_WRITE_ERROR
 E_ABORTED = -1
 
 _BIG_BODY = 64 * 1024
+
+#: Streams per HTTP/2 connection when ``set_limits`` is given no ``max_streams`` (libcurl's default).
+DEFAULT_STREAMS = 100
+
+_NO_DEFAULT = object()
+#: What the per-request options pycurl cannot unset go back to (see ``CurlDriver._set_extra``).
+_OPTION_DEFAULTS: Dict[int, Any] = {
+    pycurl.HTTP_VERSION: pycurl.CURL_HTTP_VERSION_1_1,  # what _configure sets
+    pycurl.PIPEWAIT: 0,
+}
 
 
 class Request:
@@ -66,14 +92,18 @@ class Request:
     ``headers`` a list of ``"Name: value"`` strings (reuse one list object
     across requests where you can: the driver skips re-setting it), ``body``
     bytes or None.  ``timeout`` and ``connect_timeout`` are seconds (0: none).
+    After a failure (``errno`` set), ``sent`` is how many request bytes
+    libcurl had sent (0: none reached the network, so the server saw
+    nothing; None: unknown).
     """
 
     __slots__ = (
         "method", "url", "headers", "body", "timeout", "connect_timeout", "low_speed",
         "on_done", "on_chunk", "options",
         "code", "header_lines", "body_out", "errno", "errmsg", "handle", "_chunks",
-        "context", "max_body", "driver",
+        "context", "max_body", "driver", "sent",
     )
+    sent: Optional[int]  # set only when a transfer fails (no cost to the others)
 
     def __init__(
         self,
@@ -151,24 +181,47 @@ class CurlDriver:
         self._closed = False
         self.max_connections = 0
         self.max_per_host = 0
+        #: Streams per HTTP/2 connection (None: libcurl's default, and no more transfers than connections).
+        self.max_streams: Optional[int] = None
+        self._max_transfers = 0
+        # HTTP/2 transfers may share a connection (libcurl's default since
+        # 7.62, set for older ones); HTTP/1.1 transfers never pipeline.
+        self.multi.setopt(pycurl.M_PIPELINING, pycurl.PIPE_MULTIPLEX)
         self.set_limits(max_connections, max_per_host)
         _live.add(self)
 
     # -- configuration --------------------------------------------------
-    def set_limits(self, max_connections: int, max_per_host: int = 0) -> None:
-        """At most ``max_connections`` transfers at once (the rest queue), and per host."""
+    def set_limits(self, max_connections: int, max_per_host: int = 0, max_streams: Optional[int] = None) -> None:
+        """At most ``max_connections`` connections (and per host), and as many transfers at once.
+
+        The transfers past the limit queue.  ``max_streams`` is for HTTP/2
+        multiplexing: up to that many transfers share one connection
+        (``CURLMOPT_MAX_CONCURRENT_STREAMS``), and up to ``max_connections *
+        max_streams`` transfers run at once.  Plain HTTP/1.1 transfers past
+        the connection limit then wait inside libcurl instead of our queue.
+        """
         if max_connections < 1:
             raise ValueError("max_connections must be at least 1")
         if max_per_host < 0:
             raise ValueError("max_per_host must be 0 (no limit) or more")
+        if max_streams is not None and (not isinstance(max_streams, int) or max_streams < 1):
+            raise ValueError("max_streams must be None or at least 1")
         self.max_connections = max_connections
         self.max_per_host = max_per_host
+        self.max_streams = max_streams
+        self._max_transfers = max_connections * (max_streams or 1)
         multi = self.multi
         multi.setopt(pycurl.M_MAX_TOTAL_CONNECTIONS, max_connections)
         multi.setopt(pycurl.M_MAXCONNECTS, max_connections)
         multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, max_per_host)
-        while self._queue and self._active < self.max_connections:
+        multi.setopt(pycurl.M_MAX_CONCURRENT_STREAMS, max_streams or DEFAULT_STREAMS)
+        while self._queue and self._active < self._max_transfers:
             self._start(self._queue.popleft())
+
+    @property
+    def max_transfers(self) -> int:
+        """How many transfers run at once (``max_connections``, times ``max_streams`` if set)."""
+        return self._max_transfers
 
     @property
     def active(self) -> int:
@@ -191,7 +244,7 @@ class CurlDriver:
         if self._closed:
             raise RuntimeError("the curl driver is closed")
         request.driver = self
-        if self._active < self.max_connections and not self._queue:
+        if self._active < self._max_transfers and not self._queue:
             self._start(request)
         else:
             self._queue.append(request)
@@ -218,13 +271,20 @@ class CurlDriver:
 
     def _new_handle(self) -> pycurl.Curl:
         curl = pycurl.Curl()
+        self._configure(curl)
+        self._handles.append(curl)
+        return curl
+
+    def _configure(self, curl: pycurl.Curl) -> None:
+        """Set a new (or reset) easy handle's fixed options and forget what the cache says is set."""
         curl.setopt(pycurl.NOSIGNAL, 1)
         curl.setopt(pycurl.TCP_NODELAY, 1)
         curl.setopt(pycurl.TCP_KEEPALIVE, 1)
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.PATH_AS_IS, 1)  # never rewrite "/./" or "/../" in a path we built
         curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
-        curl.setopt(pycurl.CLOSESOCKETFUNCTION, self._close_socket)
+        if _KEEP_IDLE_SOCKETS:
+            curl.setopt(pycurl.CLOSESOCKETFUNCTION, self._close_socket)
         curl.setopt(pycurl.SOCKOPTFUNCTION, self._new_socket)
         # Idle connections are only closed when the server closes them (we
         # see that) or when the pool needs room (we see the new socket).
@@ -236,8 +296,33 @@ class CurlDriver:
         curl.extra = None  # the extra options last set
         curl.request = None
         curl.low_speed = None
-        self._handles.append(curl)
-        return curl
+
+    def _set_extra(self, curl: pycurl.Curl, options: Optional[Dict[int, Any]]) -> None:
+        """Replace the per-request options last set on ``curl`` (``Request.options``) with ``options``.
+
+        An option that pycurl cannot unset goes back to what :meth:`_configure`
+        sets (or libcurl's default, for the ones in :data:`_OPTION_DEFAULTS`);
+        failing that, the handle is reset whole and configured again.
+        """
+        old = curl.extra
+        if old:
+            for key in old:
+                if options and key in options:
+                    continue  # set again below
+                default = _OPTION_DEFAULTS.get(key, _NO_DEFAULT)
+                try:
+                    if default is _NO_DEFAULT:
+                        curl.unsetopt(key)
+                    else:
+                        curl.setopt(key, default)
+                except (TypeError, pycurl.error):
+                    curl.reset()
+                    self._configure(curl)
+                    break
+        if options:
+            for key, value in options.items():
+                curl.setopt(key, value)
+        curl.extra = options
 
     def _set_method(self, curl: pycurl.Curl, method: str, body: Optional[bytes]) -> None:
         """Set the method (and body) on a reused handle, touching only what differs.
@@ -282,6 +367,8 @@ class CurlDriver:
     def _start(self, request: Request) -> None:
         free = self._free
         curl = free.pop() if free else self._new_handle()
+        if request.options is not curl.extra:  # first: it may reset the handle
+            self._set_extra(curl, request.options)
         curl.setopt(_URL, request.url)
         method = request.method
         if method == "GET" and request.body is None:
@@ -306,16 +393,6 @@ class CurlDriver:
             curl.setopt(pycurl.LOW_SPEED_LIMIT, int(limit))
             curl.setopt(pycurl.LOW_SPEED_TIME, int(seconds))
             curl.low_speed = low_speed
-        options = request.options
-        if options is not curl.extra:
-            if curl.extra:
-                for key in curl.extra:
-                    curl.unsetopt(key)
-            if options:
-                for key, value in options.items():
-                    curl.setopt(key, value)
-            curl.extra = options
-
         if request.on_chunk is None:
             chunks: List[bytes] = []
             request._chunks = chunks
@@ -339,6 +416,7 @@ class CurlDriver:
             self._free.append(curl)
             request.errno = exc.args[0] if exc.args else E_ABORTED
             request.errmsg = str(exc.args[1]) if len(exc.args) > 1 else "could not start transfer"
+            request.sent = 0
             self.reactor.call_soon(self._deliver, request)
 
     # -- libcurl callbacks ----------------------------------------------
@@ -351,7 +429,10 @@ class CurlDriver:
         # registration ends when curl closes the socket (_close_socket).
         if event == _POLL_REMOVE:
             if fd in self._watchers:
-                self._idle.add(fd)
+                if _KEEP_IDLE_SOCKETS:
+                    self._idle.add(fd)
+                else:
+                    self._watchers.pop(fd).close()
             return
         readable = bool(event & _POLL_IN)
         writable = bool(event & _POLL_OUT)
@@ -487,6 +568,7 @@ class CurlDriver:
         if errno is not None:
             request.errno = errno
             request.errmsg = errmsg
+            request.sent = curl.getinfo(_REQUEST_SIZE)  # also counts a resend on a fresh connection
         chunks = request._chunks
         if chunks is not None:
             request.body_out = chunks[0] if len(chunks) == 1 else b"".join(chunks)
@@ -517,7 +599,7 @@ class CurlDriver:
 
     def _start_queued(self) -> None:
         queue = self._queue
-        while queue and self._active < self.max_connections:
+        while queue and self._active < self._max_transfers:
             self._start(queue.popleft())
 
     def _deliver(self, request: Request) -> None:
@@ -541,11 +623,14 @@ class CurlDriver:
             self._timer = None
         aborted: List[Request] = list(self._queue)
         self._queue.clear()
+        for request in aborted:
+            request.sent = 0  # never started
         for curl in self._handles:
             request = curl.request
             if request is not None:  # a transfer in progress
                 self.multi.remove_handle(curl)
                 curl.request = None
+                request.sent = None  # how much left is unknown
                 aborted.append(request)
         for watcher in self._watchers.values():
             watcher.close()
