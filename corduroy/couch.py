@@ -5,7 +5,7 @@ from typing import Any, Callable, Generator, Optional, Tuple
 
 from loop import Status, get_reactor, trampoline
 
-from .database import Database
+from .database import Database, http2_curl_options
 from .exceptions import NotFound, PreconditionFailed
 from .http import CouchOperation, Server, finish
 from .server_api import ServerMixin
@@ -29,8 +29,10 @@ class Couch(ServerMixin, SessionMixin):
     """
 
     def __init__(self, url: Optional[str] = None, auth: Optional[Tuple[str, str]] = None,
-                 full_commit: Optional[bool] = None, **server_options: Any) -> None:
+                 full_commit: Optional[bool] = None, http2: bool = False, **server_options: Any) -> None:
         self.server = Server(url, auth=auth, full_commit=full_commit, **server_options)
+        if http2:  # HTTP/2, multiplexed (see corduroy.database.http2_curl_options)
+            self.server.curl_options = http2_curl_options(self.server.url, self.server.curl_options)
 
     @property
     def url(self) -> str:
@@ -63,16 +65,19 @@ class Couch(ServerMixin, SessionMixin):
         """Delete database ``name``; raises NotFound if there is none."""
         return finish(self.server.request("DELETE", db_path(name)), callback)
 
-    def db(self, name: str, create_if_missing: bool = False, callback: Callback = None) -> Any:
+    def db(self, name: str, create_if_missing: bool = False, callback: Callback = None,
+           coalesce: bool = False) -> Any:
         """The :class:`Database` ``name``, checked to exist (NotFound otherwise).
 
-        With ``create_if_missing=True`` a missing database is created.
+        With ``create_if_missing=True`` a missing database is created;
+        ``coalesce=True`` makes it batch concurrent single-document calls.
         """
         validate_db_name(name)
-        return self._run(self._db(name, create_if_missing), callback)
+        return self._run(self._db(name, create_if_missing, coalesce), callback)
 
-    def _db(self, name: str, create_if_missing: bool) -> Generator[Any, Any, Database]:
+    def _db(self, name: str, create_if_missing: bool, coalesce: bool = False) -> Generator[Any, Any, Database]:
         db = self._database(name)
+        db.coalesce = coalesce
         try:
             yield self.server.request("HEAD", db_path(name))
         except NotFound:

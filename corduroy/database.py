@@ -8,12 +8,17 @@ it blocks and returns the data or raises.
 """
 from __future__ import annotations
 
+import weakref
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple, Union
+
+import pycurl
 
 from loop import Operation, Status, completed, get_reactor, trampoline
 
+from . import codec
 from .attachments import AttachmentsMixin
 from .changes import ChangesMixin
+from .coalesce import Coalescer, coalescible_id, with_id
 from .conflicts import ConflictResolution, MergeFunction, take_server_rev
 from .document import Document
 from .exceptions import Conflict, NotFound
@@ -39,12 +44,19 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
     ``Database("http://host:5984/name")`` names the server too.  Creating the
     object does no I/O.
 
+    ``coalesce=True`` batches the single-document ``get(id)`` and
+    ``save(doc)`` calls made in one reactor turn into one bulk request each
+    (see :mod:`corduroy.coalesce`); every caller still gets its own answer.
+    ``http2=True`` speaks HTTP/2 to the server (h2 with prior knowledge for
+    ``http://``, negotiated over TLS for ``https://``) so concurrent
+    requests share one connection (see :func:`http2_curl_options`).
+
     >>> Database("underlings")
     <Database 'underlings'>
     """
 
     def __init__(self, name: str, auth: Optional[Tuple[str, str]] = None, server: Optional[Server] = None,
-                 **server_options: Any) -> None:
+                 coalesce: bool = False, http2: bool = False, **server_options: Any) -> None:
         if not isinstance(name, str):
             raise TypeError("a database is named by a str, not %s" % type(name).__name__)
         if "://" in name:
@@ -60,9 +72,14 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         validate_db_name(name)
         if server is None:
             server = Server(None, auth=auth, **server_options)
+        if http2:
+            server.curl_options = http2_curl_options(server.url, server.curl_options)
         self.name = name
         self.server = server
         self._path = "/" + quote_segment(name)
+        #: Batch concurrent single-document gets and saves (see :mod:`corduroy.coalesce`).
+        self.coalesce = bool(coalesce)
+        self._coalescers: "weakref.WeakKeyDictionary[Any, Coalescer]" = weakref.WeakKeyDictionary()
 
     @property
     def url(self) -> str:
@@ -86,6 +103,14 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         """Run an internal generator through the trampoline under the calling contract."""
         reactor = get_reactor()
         return finish(trampoline(gen, reactor, CouchOperation(reactor)), callback)
+
+    def _coalescer(self) -> Coalescer:
+        """This thread's (this reactor's) batcher of single-document calls."""
+        reactor = get_reactor()
+        coalescer = self._coalescers.get(reactor)
+        if coalescer is None:
+            coalescer = self._coalescers[reactor] = Coalescer(self, reactor)
+        return coalescer
 
     # -- the database itself --------------------------------------------
     def exists(self, callback: Callback = None) -> Any:
@@ -116,6 +141,12 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         """
         if isinstance(id_or_ids, (list, tuple)):
             return finish(self._fetch_many(list(id_or_ids), **options), callback)
+        if self.coalesce and coalescible_id(id_or_ids):
+            if not options:
+                return finish(self._coalescer().get(id_or_ids), callback)
+            rev = options.get("rev")
+            if len(options) == 1 and type(rev) is str and rev:
+                return finish(self._coalescer().get(id_or_ids, rev), callback)
         return finish(self.server.request("GET", self._path + "/" + doc_path(id_or_ids), options), callback)
 
     def _fetch_many(self, ids: List[str], **options: Any) -> Operation:
@@ -146,32 +177,43 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
             merge = take_server_rev
         if merge is not None and not callable(merge):
             raise TypeError("merge must be a function of (local_doc, server_doc)")
-        single = isinstance(doc_or_docs, dict)
-        docs = [doc_or_docs] if single else doc_or_docs
+        # Encode everything before any I/O, once: a bad doc raises here and nothing is sent.
+        if isinstance(doc_or_docs, dict):
+            doc = doc_or_docs
+            body = codec.encode(doc, "document %r" % (doc.get("_id", "(new)"),))
+            if merge is None and not options:
+                doc_id = doc.get("_id")
+                if self.coalesce and (doc_id is None or coalescible_id(doc_id)):
+                    return finish(self._coalescer().save(doc, body), callback)
+                if doc_id is not None:
+                    return finish(self._write_one(doc, options, body, conflict_raises=True), callback)
+            return self._run(self._save([doc], True, merge, options, [body]), callback)
+        docs = doc_or_docs
         if not isinstance(docs, (list, tuple)):
             raise TypeError("save takes a dict or a list of dicts, not %s" % type(doc_or_docs).__name__)
-        # Encode everything before any I/O: a bad doc raises here and nothing is sent.
-        from . import codec
-
         for doc in docs:
             if not isinstance(doc, dict):
                 raise TypeError("documents are dicts, not %s" % type(doc).__name__)
-            codec.encode(doc, "document %r" % (doc.get("_id", "(new)"),))
-        return self._run(self._save(list(docs), single, merge, options), callback)
+        encoded = _encode_bulk(docs, options)
+        return self._run(self._save(list(docs), False, merge, options, encoded), callback)
 
     def _save(self, docs: List[dict], single: bool, merge: Optional[MergeFunction],
-              options: Dict[str, Any]) -> Generator[Any, Any, ConflictResolution]:
-        missing = sum(1 for doc in docs if doc.get("_id") is None)
+              options: Dict[str, Any], encoded: Union[bytes, List[bytes]]) -> Generator[Any, Any, ConflictResolution]:
+        """Save ``docs``, already encoded: ``encoded`` is the whole ``_bulk_docs`` body, or one body per doc."""
+        # A whole body (bytes) means every doc had its _id when it was encoded, a moment ago.
+        missing = [] if isinstance(encoded, bytes) else [i for i, doc in enumerate(docs) if doc.get("_id") is None]
         if missing:
-            ids = yield self._take_uuids(missing)
-            it = iter(ids)
-            for doc in docs:
-                if doc.get("_id") is None:
-                    doc["_id"] = next(it)
+            ids = yield self._take_uuids(len(missing))
+            for i, new_id in zip(missing, ids):
+                docs[i]["_id"] = new_id
+                if isinstance(encoded, list):
+                    encoded[i] = with_id(encoded[i], docs[i], new_id)
         if single:
-            outcome = yield self._write_one(docs[0], options)
+            outcome = yield self._write_one(docs[0], options, encoded[0])  # type: ignore[arg-type]
         else:
-            outcome = yield self._bulk_write(docs, options)
+            if isinstance(encoded, list):
+                encoded = _bulk_body(encoded, options)
+            outcome = yield self._bulk_write(docs, options, encoded)
         if merge is not None and outcome.pending:
             yield outcome._resolve(merge)
         if single and outcome.pending and merge is None:
@@ -180,13 +222,25 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
                            method="PUT", url=self.url + "/" + doc_path(doc["_id"]))
         return outcome
 
-    def _write_one(self, doc: dict, options: Dict[str, Any]) -> Operation:
+    def _write_one(self, doc: dict, options: Dict[str, Any], body: Optional[bytes] = None,
+                   conflict_raises: bool = False) -> Operation:
+        """PUT one doc (``body``: its encoding, if done already); completes with a ConflictResolution.
+
+        A conflict leaves the doc in ``pending``, or with ``conflict_raises``
+        fails the Operation with :class:`Conflict` (status 409).
+        """
         params = {k: v for k, v in options.items() if k in ("batch", "new_edits", "rev")} or None
         op = CouchOperation(get_reactor())
+        url = self.url + "/" + doc_path(doc["_id"])
 
         def done(data: Any, status: Status) -> None:
             outcome = ConflictResolution(self, options=options)
             if status.error is Conflict:
+                if conflict_raises:
+                    op.complete(None, Status(409, exception=Conflict(
+                        reason="Document update conflict.", error="conflict", code=409, method="PUT", url=url),
+                        header_lines=None))
+                    return
                 outcome.pending[doc["_id"]] = doc
             elif status.exception is not None:
                 op.complete(data, status)
@@ -196,33 +250,52 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
                 outcome.resolved[doc["_id"]] = doc
             op.complete(outcome, Status(status.code, header_lines=None, headers=status.headers))
 
-        self._request("PUT", "/" + doc_path(doc["_id"]), params=params, json=doc,
-                      what="document %r" % doc["_id"]).add_callback(done)
+        what = "document %r" % doc["_id"]
+        if body is None:
+            request = self._request("PUT", "/" + doc_path(doc["_id"]), params=params, json=doc, what=what)
+        else:
+            request = self._request("PUT", "/" + doc_path(doc["_id"]), params=params, body=body, what=what)
+        request.add_callback(done)
+        op._cancel = request.cancel
         return op
 
-    def _bulk_write(self, docs: List[dict], options: Dict[str, Any]) -> Operation:
-        body: Dict[str, Any] = {"docs": docs}
-        for key in ("all_or_nothing", "new_edits"):
-            if key in options:
-                body[key] = options[key]
+    def _bulk_write(self, docs: List[dict], options: Dict[str, Any], body: Optional[bytes] = None) -> Operation:
+        """POST ``docs`` to ``_bulk_docs`` (``body``: the request body, if encoded already)."""
         params = {"batch": options["batch"]} if "batch" in options else None
 
         def outcome(results: Any, status: Status) -> ConflictResolution:
             result = ConflictResolution(self, options=options)
+            resolved, pending, errors = result.resolved, result.pending, result.errors
+            doc_id: Any
             for doc, row in zip(docs, results):
-                doc_id = row.get("id") or doc.get("_id")
-                error = row.get("error")
+                get = row.get
+                error = get("error")
                 if error is None:
-                    _apply_result(doc, row)
-                    result.resolved[doc_id] = doc
-                elif error == "conflict":
-                    result.pending[doc_id] = doc
+                    doc_id = get("id")
+                    if doc_id is None:
+                        doc_id = doc.get("_id")
+                    else:
+                        doc["_id"] = doc_id
+                    rev = get("rev")
+                    if rev is not None:
+                        doc["_rev"] = rev
+                    resolved[doc_id] = doc
+                    continue
+                doc_id = get("id") or doc.get("_id")
+                if error == "conflict":
+                    pending[doc_id] = doc
                 else:
-                    result.errors[doc_id] = {"doc": doc, "error": error, "reason": row.get("reason")}
+                    errors[doc_id] = {"doc": doc, "error": error, "reason": get("reason")}
             return result
 
-        return self._request("POST", "/_bulk_docs", params=params, json=body, transform=outcome,
-                             what="documents")
+        if body is None:
+            json_body: Dict[str, Any] = {"docs": docs}
+            for key in ("all_or_nothing", "new_edits"):
+                if key in options:
+                    json_body[key] = options[key]
+            return self._request("POST", "/_bulk_docs", params=params, json=json_body, transform=outcome,
+                                 what="documents")
+        return self._request("POST", "/_bulk_docs", params=params, body=body, transform=outcome)
 
     def _take_uuids(self, count: int) -> Operation:
         cache = self.server.uuid_cache
@@ -257,6 +330,55 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         params = {"rev": doc["_rev"]} if doc.get("_rev") else None
         return finish(self._request("DELETE", "/" + doc_path(doc["_id"]), params=params,
                                     transform=applied), callback)
+
+
+def http2_curl_options(url: str, curl_options: Optional[Dict[int, Any]] = None) -> Dict[int, Any]:
+    """The curl options that make a server's requests HTTP/2, added to ``curl_options``.
+
+    ``http://``: h2 with prior knowledge (h2c: the server, or the proxy in
+    front of CouchDB, must speak HTTP/2 on that port); ``https://``: HTTP/2
+    negotiated by ALPN, falling back to HTTP/1.1.  ``PIPEWAIT`` makes a new
+    request wait for a connection it can multiplex on rather than open one.
+    Raise the number of transfers in flight past the connection limit with
+    ``reactor.curl.set_limits(max_connections, max_streams=...)``.
+    """
+    options = dict(curl_options or {})
+    version = pycurl.CURL_HTTP_VERSION_2TLS if url.lower().startswith("https:") \
+        else pycurl.CURL_HTTP_VERSION_2_PRIOR_KNOWLEDGE
+    options[pycurl.HTTP_VERSION] = version
+    options[pycurl.PIPEWAIT] = 1
+    return options
+
+
+def _encode_bulk(docs: Union[List[dict], Tuple[dict, ...]], options: Dict[str, Any]) -> Union[bytes, List[bytes]]:
+    """Encode a list save, once: the whole ``_bulk_docs`` body, or one body per doc if some lack an ``_id``.
+
+    Raises TypeError or ValueError naming the first doc that cannot be encoded.
+    """
+    if any(doc.get("_id") is None for doc in docs):
+        # Their ids come from the server's uuids later: encode each doc now, splice the id in then.
+        encoded = [codec.encode(doc, "document %r" % (doc.get("_id", "(new)"),)) for doc in docs]
+        _bulk_body([], options)  # the options too, before any I/O
+        return encoded
+    body: Dict[str, Any] = {"docs": docs}
+    for key in ("all_or_nothing", "new_edits"):
+        if key in options:
+            body[key] = options[key]
+    try:
+        return codec.encode(body, "documents")
+    except (TypeError, ValueError):
+        for doc in docs:  # name the culprit (the slow path, only on failure)
+            codec.encode(doc, "document %r" % (doc.get("_id", "(new)"),))
+        raise
+
+
+def _bulk_body(encoded: List[bytes], options: Dict[str, Any]) -> bytes:
+    """A ``_bulk_docs`` body from docs encoded one by one."""
+    extra = b""
+    for key in ("all_or_nothing", "new_edits"):
+        if key in options:
+            extra += b',"' + key.encode("ascii") + b'":' + codec.encode(options[key], "option %r" % key)
+    return b'{"docs":[' + b",".join(encoded) + b"]" + extra + b"}"
 
 
 def _apply_result(doc: dict, result: Any) -> None:

@@ -31,6 +31,8 @@ class ClientInfo(NamedTuple):
     family: str
     requires: Tuple[str, ...]
     summary: str
+    #: In the default ``--clients`` list (False: only when named, e.g. it needs a special server).
+    default: bool = True
 
 
 CLIENTS: Dict[str, ClientInfo] = {info.name: info for info in (
@@ -42,6 +44,11 @@ CLIENTS: Dict[str, ClientInfo] = {info.name: info for info in (
                "corduroy, asyncio tasks awaiting calls on uvloop"),
     ClientInfo("corduroy-blocking", "corduroy_client", "BlockingStyle", "sequential", ("corduroy", "pycurl"),
                "corduroy, plain blocking calls (sequential)"),
+    ClientInfo("corduroy-coalesce", "corduroy_client", "CoalescingStyle", "callback", ("corduroy", "pycurl"),
+               "corduroy, callback=fn, Database(coalesce=True): one bulk request per reactor turn"),
+    ClientInfo("corduroy-h2", "corduroy_client", "Http2Style", "callback", ("corduroy", "pycurl"),
+               "corduroy, callback=fn, Database(http2=True); needs an HTTP/2 server (python -m benchmarks.http2)",
+               default=False),
     ClientInfo("pycurl", "pycurl_client", "PycurlMulti", "callback", ("pycurl", "simplejson"),
                "raw pycurl CurlMulti, select loop, reused handles (the reference)"),
     ClientInfo("aiohttp", "aiohttp_client", "AiohttpClient", "async", ("aiohttp", "simplejson"),
@@ -63,8 +70,8 @@ BASELINE = "corduroy-callback"
 
 
 def client_names() -> List[str]:
-    """All client names, in table order."""
-    return list(CLIENTS)
+    """The default client names, in table order (those with ``default=False`` run only when named)."""
+    return [name for name, info in CLIENTS.items() if info.default]
 
 
 def missing_packages(name: str) -> List[str]:

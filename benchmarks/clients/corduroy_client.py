@@ -15,7 +15,7 @@ from typing import Any, Callable, Dict, Generator, Optional, Tuple
 
 from ..fixtures import VIEW_PATH
 
-__all__ = ["CallbackStyle", "RelaxStyle", "AwaitStyle", "BlockingStyle"]
+__all__ = ["CallbackStyle", "RelaxStyle", "AwaitStyle", "BlockingStyle", "CoalescingStyle", "Http2Style"]
 
 VIEW_NAME = "bench/by_n"
 
@@ -48,11 +48,13 @@ def _changes_page(result: Any) -> Tuple[int, Any]:
 
 class _Corduroy:
     family = ""
+    #: Extra ``Database(...)`` options of a variant (``coalesce=True``, ``http2=True``).
+    db_options: Dict[str, Any] = {}
 
     def __init__(self, url: str, db: str, concurrency: int) -> None:
         from corduroy import Database
 
-        self.db = Database(url.rstrip("/") + "/" + db)
+        self.db = Database(url.rstrip("/") + "/" + db, **self.db_options)
         self.concurrency = max(1, concurrency)
         self.modes: Dict[str, str] = {}
 
@@ -166,6 +168,23 @@ class CallbackStyle(_Corduroy):
             db.save(doc, force=True, callback=lambda data, status: done(doc, status.exception))
 
         return {"get": get, "bulk": bulk, "rows": rows, "changes": changes, "update": update}
+
+
+class CoalescingStyle(CallbackStyle):
+    """``CallbackStyle`` on a ``Database(url, coalesce=True)``: the gets of one turn go out as one request."""
+
+    db_options = {"coalesce": True}
+
+
+class Http2Style(CallbackStyle):
+    """``CallbackStyle`` on a ``Database(url, http2=True)``: every request multiplexed on one HTTP/2 connection.
+
+    The URL must be an HTTP/2 server (h2c with prior knowledge for http://),
+    e.g. nginx with ``listen ... http2`` in front of CouchDB: see
+    ``python -m benchmarks.http2``.
+    """
+
+    db_options = {"http2": True}
 
 
 class RelaxStyle(_Corduroy):
