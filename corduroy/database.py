@@ -267,7 +267,7 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
             result = ConflictResolution(self, options=options)
             resolved, pending, errors = result.resolved, result.pending, result.errors
             doc_id: Any
-            for doc, row in zip(docs, results):
+            for doc, row in _pair_results(docs, results):
                 get = row.get
                 error = get("error")
                 if error is None:
@@ -379,6 +379,27 @@ def _bulk_body(encoded: List[bytes], options: Dict[str, Any]) -> bytes:
         if key in options:
             extra += b',"' + key.encode("ascii") + b'":' + codec.encode(options[key], "option %r" % key)
     return b'{"docs":[' + b",".join(encoded) + b"]" + extra + b"}"
+
+
+def _pair_results(docs: List[dict], results: List[Any]) -> Any:
+    """Pair each doc with its ``_bulk_docs`` result row.
+
+    CouchDB answers in the order of the request; some servers (pouchdb-server
+    puts design documents first) do not, so when the ids disagree the rows
+    are matched by id instead.
+    """
+    if len(results) == len(docs) and all(
+            row.get("id") is None or row.get("id") == doc.get("_id") for doc, row in zip(docs, results)):
+        return zip(docs, results)
+    by_id: Dict[Any, List[Any]] = {}
+    for row in results:
+        by_id.setdefault(row.get("id"), []).append(row)
+    pairs = []
+    for doc in docs:
+        rows = by_id.get(doc.get("_id"))
+        if rows:
+            pairs.append((doc, rows.pop(0)))
+    return pairs
 
 
 def _apply_result(doc: dict, result: Any) -> None:

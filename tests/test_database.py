@@ -212,3 +212,14 @@ def test_document_attribute_access_and_repr():
     assert repr(doc) == '<Document lackey-129[1] {first:"Oliver", last:"Reeder"}>'
     assert repr(Document(a=1)) == "<Document {a:1}>"
     assert hasattr(doc, "first") and not hasattr(doc, "second")
+
+
+def test_batch_results_go_back_to_the_right_documents(db):
+    # pouchdb-server answers design documents first; every doc must still get its own _rev.
+    ids = ["plain-1", "_design/d", "plain-2"]
+    docs = [{"_id": "plain-1", "n": 1}, {"_id": "_design/d", "views": {}}, {"_id": "plain-2", "n": 2}]
+    result = db.save(docs)
+    assert [doc["_id"] for doc in docs] == ids
+    assert sorted(result.resolved) == sorted(ids)
+    for doc in docs:
+        assert doc["_rev"] == db.get(doc["_id"])["_rev"]
