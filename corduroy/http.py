@@ -117,6 +117,8 @@ def transport_error(request: Request) -> TransportError:
     message = request.errmsg or "transfer failed"
     # libcurl's messages can quote the URL; make sure no credentials leak through.
     url = redact_url(request.url)
+    if cls is ResponseTooLarge:
+        message = "the response body is larger than max_response_size (%d bytes)" % request.max_body
     exc = cls("%s (curl error %s)" % (redact_url(message), errno), method=request.method, url=url)
     if cls is not ResponseTooLarge and maybe_sent(request) and not is_idempotent(request.method, request.url):
         answered = " (after a %d status line)" % request.code if request.code else ""
@@ -137,6 +139,20 @@ def maybe_sent(request: Request) -> bool:
 def _excerpt(body: bytes) -> str:
     text = body[:EXCERPT].decode("utf-8", "replace")
     return text + ("..." if len(body) > EXCERPT else "")
+
+
+def _unexpected(request: Request, code: int, body: bytes, exc: Exception) -> BadResponse:
+    """A transform failed on an answer of the wrong shape: a BadResponse with the status and an excerpt."""
+    bad = BadResponse(reason="unexpected answer (%s: %s): %s" % (type(exc).__name__, exc, _excerpt(body)),
+                      code=code, method=request.method, url=redact_url(request.url), body=_excerpt(body))
+    bad.__cause__ = exc
+    return bad
+
+
+def _empty(request: Request, code: int) -> BadResponse:
+    """A 2xx answer with no body to a call that expects JSON."""
+    return BadResponse(reason="the server answered %d with an empty body where JSON was expected" % code,
+                       code=code, method=request.method, url=redact_url(request.url))
 
 
 def _content_type(header_lines: List[bytes]) -> str:
@@ -246,6 +262,9 @@ def _on_response(request: Request) -> None:
             and request.on_chunk is None and server._cookie is None):
         status = Status(code, None, None, request.header_lines)
         body = request.body_out
+        if not body and code != 204 and request.method != "HEAD":
+            _on_response_general(request, op, transform, raw, server)  # reports BadResponse
+            return
         try:
             data = codec.decode(body) if body and request.method != "HEAD" else None
         except (ValueError, UnicodeDecodeError):
@@ -258,6 +277,7 @@ def _on_response(request: Request) -> None:
                 if not isinstance(exc, CouchError):
                     log.debug("response handler failed for %s %s", request.method, redact_url(request.url),
                               exc_info=True)
+                    exc = _unexpected(request, code, body, exc)
                 op.complete(None, Status(code, exception=exc, header_lines=request.header_lines))
                 return
         op.complete(data, status)
@@ -325,13 +345,16 @@ def _on_response_general(request: Request, op: Operation, transform: Optional[Tr
                     reason="the server did not answer JSON: %s" % _excerpt(body), code=code,
                     method=request.method, url=redact_url(request.url), body=_excerpt(body),
                 ) from None
-        else:
+        elif request.method == "HEAD" or code in (204, 304) or request.on_chunk is not None:
             data = None
+        else:
+            raise _empty(request, code)
         if transform is not None:
             data = transform(data, status)
     except Exception as exc:
         if not isinstance(exc, CouchError):
             log.debug("response handler failed for %s %s", request.method, redact_url(request.url), exc_info=True)
+            exc = _unexpected(request, code, body, exc)
         op.complete(None, Status(code, exception=exc, header_lines=header_lines))
         return
     op.complete(data, status)

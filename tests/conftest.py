@@ -98,3 +98,13 @@ def dbname(couch_url: str) -> Iterator[str]:
     status, body = couch_request(couch_url, "DELETE", "/" + name)
     if status not in (200, 202, 404):
         raise RuntimeError(f"could not delete test database {name}: HTTP {status} {body!r}")
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
+    """Deselect ``soak`` tests unless the ``-m`` expression names them (``pytest -m soak``)."""
+    if "soak" in (config.getoption("markexpr") or ""):
+        return
+    soak = [item for item in items if item.get_closest_marker("soak") is not None]
+    if soak:
+        config.hook.pytest_deselected(items=soak)
+        items[:] = [item for item in items if item.get_closest_marker("soak") is None]
