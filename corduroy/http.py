@@ -118,7 +118,7 @@ def transport_error(request: Request) -> TransportError:
     # libcurl's messages can quote the URL; make sure no credentials leak through.
     url = redact_url(request.url)
     if cls is ResponseTooLarge:
-        message = "the response body is larger than max_response_size (%d bytes)" % request.max_body
+        message = "the response body is larger than max_response_size (%d bytes)" % (request.max_body or 0)
     exc = cls("%s (curl error %s)" % (redact_url(message), errno), method=request.method, url=url)
     if cls is not ResponseTooLarge and maybe_sent(request) and not is_idempotent(request.method, request.url):
         answered = " (after a %d status line)" % request.code if request.code else ""
