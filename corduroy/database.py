@@ -9,7 +9,7 @@ it blocks and returns the data or raises.
 from __future__ import annotations
 
 import weakref
-from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Generator, List, Optional, Tuple, Union
 
 import pycurl
 
@@ -421,14 +421,3 @@ def _ddoc_path(ddoc: str) -> str:
     if ddoc.startswith("_design/"):
         ddoc = ddoc[len("_design/"):]
     return "_design/" + quote_segment(ddoc)
-
-
-def _iter_chunks(items: Iterable[Any], size: int) -> Iterable[List[Any]]:
-    chunk: List[Any] = []
-    for item in items:
-        chunk.append(item)
-        if len(chunk) >= size:
-            yield chunk
-            chunk = []
-    if chunk:
-        yield chunk

@@ -9,7 +9,7 @@ path segment, as CouchDB expects.
 from __future__ import annotations
 
 import re
-from typing import Any, Dict, Iterable, List, Mapping, Optional, Tuple
+from typing import Any, List, Mapping, Optional, Tuple
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
 from . import codec
@@ -135,23 +135,3 @@ def split_credentials(url: str) -> Tuple[str, Optional[Tuple[str, str]]]:
         credentials = (unquote(user), unquote(password))
     clean = urlunsplit((parts.scheme, netloc, parts.path.rstrip("/"), "", ""))
     return clean, credentials
-
-
-def join(base: str, *segments: str) -> str:
-    """``base`` with already-quoted ``segments`` appended."""
-    return "/".join((base.rstrip("/"),) + segments)
-
-
-def iter_ids(ids: Iterable[Any]) -> List[str]:
-    """Check that every id in ``ids`` is a non-empty str; return them as a list."""
-    out = []
-    for doc_id in ids:
-        if not isinstance(doc_id, str) or not doc_id:
-            raise TypeError("document ids are non-empty strings, got %r" % (doc_id,))
-        out.append(doc_id)
-    return out
-
-
-def as_params(options: Dict[str, Any]) -> Dict[str, Any]:
-    """Drop None values from an options dict."""
-    return {k: v for k, v in options.items() if v is not None}
