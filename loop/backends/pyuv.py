@@ -2,6 +2,7 @@
 from __future__ import annotations
 
 import collections
+import signal
 import threading
 from typing import Any, Callable, Deque, Optional, Tuple
 
@@ -22,13 +23,16 @@ class _PollWatcher(Watcher):
         self._events = 0
 
     def _ready(self, handle: Any, events: int, error: Any) -> None:
+        if error is not None or events is None:
+            # A poll error (e.g. a refused connect) comes with no events: let
+            # curl look at both directions and find the failure itself.
+            self._callback(self._fd, READ | WRITE)
+            return
         mask = 0
-        if events & pyuv.UV_READABLE or error is not None:
+        if events & pyuv.UV_READABLE:
             mask |= READ
         if events & pyuv.UV_WRITABLE:
             mask |= WRITE
-        if error is not None:
-            mask |= READ | WRITE
         self._callback(self._fd, mask)
 
     def update(self, readable: bool, writable: bool) -> None:
@@ -153,11 +157,30 @@ class PyuvReactor(Reactor):
             raise RuntimeError("this reactor is already running")
         self._thread = threading.get_ident()
         self._stopping = False
+        self._interrupted = False
+        # While libuv waits in C, Python's SIGINT handler cannot raise
+        # KeyboardInterrupt (and pyuv would swallow it in a callback): watch
+        # SIGINT on the loop instead, then raise it once the loop is left.
+        sigint = None
+        if threading.current_thread() is threading.main_thread() \
+                and signal.getsignal(signal.SIGINT) is signal.default_int_handler:
+            sigint = pyuv.Signal(self.uv)
+            sigint.start(self._on_sigint, signal.SIGINT)
         try:
             while not self._stopping:
                 self.uv.run(pyuv.UV_RUN_ONCE)
         finally:
             self._thread = None
+            if sigint is not None:
+                sigint.close()
+                self.uv.run(pyuv.UV_RUN_NOWAIT)
+                signal.signal(signal.SIGINT, signal.default_int_handler)  # libuv left SIG_DFL behind
+        if self._interrupted:
+            raise KeyboardInterrupt
+
+    def _on_sigint(self, handle: Any, signum: int) -> None:
+        self._interrupted = True
+        self.stop()
 
     def stop(self) -> None:
         self._stopping = True
@@ -175,3 +198,10 @@ class PyuvReactor(Reactor):
             if not handle.closed:
                 handle.close()
         self.uv.run(pyuv.UV_RUN_NOWAIT)
+        # Let the libuv loop (and its epoll, eventfd and pipe fds) go: the
+        # handles refer to it and to this reactor's methods in cycles.
+        self._idle = self._wakeup = None  # type: ignore[assignment]
+        self.uv = None  # type: ignore[assignment]
+        import gc
+
+        gc.collect()
