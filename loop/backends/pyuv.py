@@ -193,6 +193,8 @@ class PyuvReactor(Reactor):
         return self._thread == threading.get_ident()
 
     def close(self) -> None:
+        if self.uv is None:  # closed already
+            return
         super().close()
         for handle in (self._idle, self._wakeup):
             if not handle.closed:
