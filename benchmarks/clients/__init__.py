@@ -104,3 +104,44 @@ def rows_path(source: str) -> str:
     from ..fixtures import VIEW_PATH
 
     return VIEW_PATH if source == "view" else "/_all_docs"
+
+
+#: How many times a W5 update re-reads and retries a conflicting write.
+MAX_ATTEMPTS = 25
+
+
+def json_primitives(call: Any, db_url: str, modes: Dict[str, str], get: Any = None) -> Dict[str, Any]:
+    """The workload primitives for an async client given its ``call(method, url, body=None)``.
+
+    ``call`` returns decoded JSON or raises :class:`HTTPStatusError`; ``get``
+    overrides the plain GET of a document (for clients with a faster path).
+    """
+
+    async def get_doc(doc_id: str) -> Any:
+        return await call("GET", db_url + "/" + quote_id(doc_id))
+
+    async def bulk(docs: list) -> int:
+        rows = await call("POST", db_url + "/_bulk_docs", {"docs": docs})
+        return sum(1 for row in rows if row.get("ok"))
+
+    async def rows(n: int, source: str) -> int:
+        modes["rows"] = "buffered"
+        return len((await call("GET", "%s%s?limit=%d" % (db_url, rows_path(source), n)))["rows"])
+
+    async def changes(since: Any, limit: int) -> Tuple[int, Any]:
+        data = await call("GET", "%s/_changes?since=%s&limit=%d" % (db_url, quote_id(str(since)), limit))
+        return len(data["results"]), data["last_seq"]
+
+    async def update(doc: dict) -> dict:
+        url = db_url + "/" + quote_id(doc["_id"])
+        for _ in range(MAX_ATTEMPTS):
+            try:
+                doc["_rev"] = (await call("PUT", url, doc))["rev"]
+                return doc
+            except HTTPStatusError as exc:
+                if exc.code != 409:
+                    raise
+            doc["_rev"] = (await call("GET", url))["_rev"]
+        raise RuntimeError("update of %s still conflicts after %d attempts" % (doc["_id"], MAX_ATTEMPTS))
+
+    return {"get": get or get_doc, "bulk": bulk, "rows": rows, "changes": changes, "update": update}

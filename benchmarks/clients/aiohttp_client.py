@@ -1,13 +1,13 @@
 """aiohttp: one ``ClientSession`` on uvloop, a connector pool as large as the in-flight count."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict
 
 import aiohttp
 import simplejson
 
 from ..fixtures import split_url
-from . import HTTPStatusError, quote_id, rows_path
+from . import HTTPStatusError, json_primitives, quote_id
 
 __all__ = ["AiohttpClient"]
 
@@ -16,7 +16,6 @@ _dumps = simplejson.dumps
 _JSON = {"Content-Type": "application/json"}
 
 #: Conflict rounds before an update gives up (corduroy's resolve makes 25).
-MAX_ATTEMPTS = 25
 
 
 class AiohttpClient:
@@ -62,28 +61,4 @@ class AiohttpClient:
                     raise HTTPStatusError(resp.status, raw)
                 return _loads(raw)
 
-        async def bulk(docs: list) -> int:
-            rows = await call("POST", db_url + "/_bulk_docs", {"docs": docs})
-            return sum(1 for row in rows if row.get("ok"))
-
-        async def rows(n: int, source: str) -> int:
-            self.modes["rows"] = "buffered"
-            return len((await call("GET", "%s%s?limit=%d" % (db_url, rows_path(source), n)))["rows"])
-
-        async def changes(since: Any, limit: int) -> Tuple[int, Any]:
-            data = await call("GET", "%s/_changes?since=%s&limit=%d" % (db_url, quote_id(str(since)), limit))
-            return len(data["results"]), data["last_seq"]
-
-        async def update(doc: dict) -> dict:
-            url = db_url + "/" + quote_id(doc["_id"])
-            for _ in range(MAX_ATTEMPTS):
-                try:
-                    doc["_rev"] = (await call("PUT", url, doc))["rev"]
-                    return doc
-                except HTTPStatusError as exc:
-                    if exc.code != 409:
-                        raise
-                doc["_rev"] = (await call("GET", url))["_rev"]
-            raise RuntimeError("update of %s still conflicts after %d attempts" % (doc["_id"], MAX_ATTEMPTS))
-
-        return {"get": get, "bulk": bulk, "rows": rows, "changes": changes, "update": update}
+        return json_primitives(call, db_url, self.modes, get)

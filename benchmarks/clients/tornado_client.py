@@ -1,12 +1,12 @@
 """Tornado's ``CurlAsyncHTTPClient`` (libcurl through pycurl) on uvloop."""
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Tuple
+from typing import Any, Callable, Dict
 
 import simplejson
 
 from ..fixtures import split_url
-from . import HTTPStatusError, quote_id, rows_path
+from . import HTTPStatusError, json_primitives, quote_id
 
 __all__ = ["TornadoCurlClient"]
 
@@ -14,7 +14,6 @@ _loads = simplejson.loads
 _dumps = simplejson.dumps
 
 #: Conflict rounds before an update gives up (corduroy's resolve makes 25).
-MAX_ATTEMPTS = 25
 
 
 class TornadoCurlClient:
@@ -58,31 +57,4 @@ class TornadoCurlClient:
     def primitives(self) -> Dict[str, Callable[..., Any]]:
         db_url, call = self.db_url, self._call
 
-        async def get(doc_id: str) -> Any:
-            return await call("GET", db_url + "/" + quote_id(doc_id))
-
-        async def bulk(docs: list) -> int:
-            rows = await call("POST", db_url + "/_bulk_docs", {"docs": docs})
-            return sum(1 for row in rows if row.get("ok"))
-
-        async def rows(n: int, source: str) -> int:
-            self.modes["rows"] = "buffered"
-            return len((await call("GET", "%s%s?limit=%d" % (db_url, rows_path(source), n)))["rows"])
-
-        async def changes(since: Any, limit: int) -> Tuple[int, Any]:
-            data = await call("GET", "%s/_changes?since=%s&limit=%d" % (db_url, quote_id(str(since)), limit))
-            return len(data["results"]), data["last_seq"]
-
-        async def update(doc: dict) -> dict:
-            url = db_url + "/" + quote_id(doc["_id"])
-            for _ in range(MAX_ATTEMPTS):
-                try:
-                    doc["_rev"] = (await call("PUT", url, doc))["rev"]
-                    return doc
-                except HTTPStatusError as exc:
-                    if exc.code != 409:
-                        raise
-                doc["_rev"] = (await call("GET", url))["_rev"]
-            raise RuntimeError("update of %s still conflicts after %d attempts" % (doc["_id"], MAX_ATTEMPTS))
-
-        return {"get": get, "bulk": bulk, "rows": rows, "changes": changes, "update": update}
+        return json_primitives(call, db_url, self.modes)
