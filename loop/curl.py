@@ -1,10 +1,37 @@
 """The curl driver: one ``pycurl.CurlMulti`` per reactor, driven by socket and timer events.
 
 libcurl tells us which sockets to watch (``M_SOCKETFUNCTION``) and when to
-wake it (``M_TIMERFUNCTION``); the reactor calls ``socket_action`` when a
-socket is ready or the timer fires, and finished transfers are drained with
-``info_read``.  There is no polling loop, no ``perform()`` spinning and no
-thread.  Easy handles are pooled and reused; at most ``max_connections``
+wake it (``M_TIMERFUNCTION``); when a socket is ready or the timer fires,
+the reactor runs curl, and finished transfers are drained with
+``info_read``.  Nothing polls, nothing spins and there is no thread: curl
+runs only when one of its sockets changed state or its timer is due.
+
+How the sockets reach the reactor is the driver's *mode*:
+
+``"perform"`` (the default on Linux)
+    Every socket curl opens (``SOCKOPTFUNCTION``) or asks us to watch
+    (``M_SOCKETFUNCTION``) goes into a private epoll set, edge-triggered,
+    both ways; the reactor watches only that set's descriptor.  When it
+    fires, one ``perform()`` runs every transfer that can move, and
+    ``info_read`` is drained once: the select loop's cost, without its
+    blocking.  A pooled connection stays in the
+    set while idle (edge-triggered, it wakes the reactor once when its
+    server closes it, not every turn).  A socket curl has something to send
+    on is level-triggered until it is done (``fdset()`` after each
+    ``perform()`` says which): curl may stop writing before the socket is
+    full, and no new edge would come.  The price is that each wake-up
+    visits every running transfer, so thousands of quiet long-lived
+    transfers (continuous feeds) cost more per wake-up here.
+``"batch"``
+    The same private epoll set, level-triggered with the events curl asks
+    for; each ready socket gets its own ``socket_action``, and
+    ``info_read`` is drained once per turn.
+``"watch"`` (the default without epoll)
+    Each socket gets its own reactor watcher and ``socket_action``.
+
+``LOOP_CURL_MODE`` in the environment picks the default mode.
+
+Easy handles are pooled and reused; at most ``max_connections``
 transfers run at once and the rest wait in a FIFO queue.  With HTTP/2
 multiplexing (requests whose options ask for HTTP/2, see
 :meth:`CurlDriver.set_limits`'s ``max_streams``) several transfers share one
@@ -21,6 +48,7 @@ from __future__ import annotations
 import atexit
 import logging
 import os
+import select
 import warnings
 import weakref
 from collections import deque
@@ -73,6 +101,31 @@ E_WRITE_ERROR = pycurl.E_WRITE_ERROR
 E_ABORTED = -1
 
 _BIG_BODY = 64 * 1024
+
+#: The driver's modes (see the module's docstring).
+MODES = ("perform", "batch", "watch")
+
+_epoll: Any = getattr(select, "epoll", None)
+if _epoll is not None:
+    _EPOLLIN = select.EPOLLIN
+    _EPOLLOUT = select.EPOLLOUT
+    _EPOLL_TROUBLE = select.EPOLLERR | select.EPOLLHUP
+    #: curl's POLL_* mask (IN 1, OUT 2, INOUT 3) as an epoll mask.
+    _EPOLL_MASK = (0, _EPOLLIN, _EPOLLOUT, _EPOLLIN | _EPOLLOUT)
+    #: How perform mode watches a socket: both ways, edge-triggered...
+    _EPOLL_EDGES = _EPOLLIN | _EPOLLOUT | select.EPOLLET
+    #: ... or level-triggered, while curl has something to send on it.
+    _EPOLL_LEVELS = _EPOLLIN | _EPOLLOUT
+
+
+def default_mode() -> str:
+    """The mode a new driver uses: ``LOOP_CURL_MODE`` if set, else the best this platform supports."""
+    mode = os.environ.get("LOOP_CURL_MODE")
+    if mode:
+        if mode not in MODES:
+            raise ValueError("LOOP_CURL_MODE must be one of %s, not %r" % (", ".join(MODES), mode))
+        return mode
+    return "watch" if _epoll is None else "perform"
 
 #: Streams per HTTP/2 connection when ``set_limits`` is given no ``max_streams`` (libcurl's default).
 DEFAULT_STREAMS = 100
@@ -153,8 +206,34 @@ class Request:
         return "<Request %s %s>" % (self.method, redact_url(self.url))
 
 
+class _Handle:
+    """One pooled easy handle and what we last set on it.
+
+    The state lives here, not as attributes of the ``pycurl.Curl`` object:
+    pycurl looks an attribute up the generic way first and only then in the
+    object's own dict, so every read of one raises (and swallows) an
+    AttributeError; that cost about a fifth of the driver's time per request.
+    """
+
+    __slots__ = ("curl", "mode", "hdrs", "t_total", "t_connect", "extra", "request", "low_speed")
+
+    def __init__(self, curl: pycurl.Curl) -> None:
+        self.curl = curl
+        self.mode: Optional[str] = None  # what the method options are set to
+        self.hdrs: Optional[List[str]] = None  # the header list object last set
+        self.t_total: float = 0
+        self.t_connect: float = 0
+        self.extra: Optional[Dict[int, Any]] = None  # the extra options last set
+        self.request: Optional[Request] = None
+        self.low_speed: Optional[tuple] = None
+
+
 class CurlDriver:
     """Runs HTTP requests on a reactor through one ``pycurl.CurlMulti``.
+
+    ``mode`` is how curl's sockets reach the reactor: ``"perform"``,
+    ``"batch"`` or ``"watch"`` (see the module's docstring; default:
+    :func:`default_mode`).
 
     Example::
 
@@ -162,21 +241,54 @@ class CurlDriver:
         driver.submit(Request("GET", "http://127.0.0.1:5984/", on_done=print))
     """
 
-    def __init__(self, reactor: Any, max_connections: int = 64, max_per_host: int = 0) -> None:
+    def __init__(self, reactor: Any, max_connections: int = 64, max_per_host: int = 0,
+                 mode: Optional[str] = None) -> None:
+        if mode is None:
+            mode = default_mode()
+        elif mode not in MODES:
+            raise ValueError("mode must be one of %s, not %r" % (", ".join(MODES), mode))
+        if mode != "watch" and _epoll is None:
+            raise ValueError("mode %r needs select.epoll, which this platform lacks" % mode)
+        #: How curl's sockets reach the reactor (see the module's docstring).
+        self.mode = mode
+        self._perform = mode == "perform"
         self.reactor = reactor
         self.multi = pycurl.CurlMulti()
-        self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
-        self.multi.setopt(pycurl.M_TIMERFUNCTION, self._on_timer)
-        self._free: List[pycurl.Curl] = []
+        self._free: List[_Handle] = []
         self._queue: Deque[Request] = deque()
-        self._watchers: Dict[int, Any] = {}
+        self._masks: Dict[int, int] = {}  # fd -> the curl POLL_* mask it is watched for (0 or -1: idle, paused)
+        self._watchers: Dict[int, Any] = {}  # fd -> reactor watcher (per-socket mode only)
         self._idle: set = set()
+        self._epoll: Any = None
+        self._epoll_watcher: Any = None
+        self._levels: set = set()  # perform mode: sockets watched level-triggered (curl is sending)
+        #: How many times the reactor has woken the driver for socket events.
+        self.wakeups = 0
+        if mode == "perform":
+            self._epoll = _epoll()
+            self._epoll_watcher = reactor.watch(self._epoll.fileno(), True, False, self._on_epoll_perform)
+            self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket_perform)
+        elif mode == "batch":
+            self._epoll = _epoll()
+            self._epoll_watcher = reactor.watch(self._epoll.fileno(), True, False, self._on_epoll)
+            self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket_batched)
+        else:
+            self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
+        # libcurl moves its timer twice per request or more.  A Python
+        # function for each move costs a frame; list.append costs almost
+        # nothing, and the last value is applied (_sync_timer) before control
+        # goes back to the reactor: at the end of every entry point that
+        # calls into libcurl (submit, cancel, set_limits and the reactor
+        # callbacks).
+        self._timer_updates: List[int] = []
+        self.multi.setopt(pycurl.M_TIMERFUNCTION, self._timer_updates.append)
         self._timer: Any = None
         self._timer_when = 0.0
         self._deadline: Optional[float] = None
         self._kick_pending = False
         self._pid = os.getpid()
-        self._handles: List[pycurl.Curl] = []  # every easy handle, kept alive until the multi closes
+        self._handles: List[_Handle] = []  # every easy handle, kept alive until the multi closes
+        self._by_curl: Dict[pycurl.Curl, _Handle] = {}
         self._active = 0
         self._closed = False
         self.max_connections = 0
@@ -217,6 +329,8 @@ class CurlDriver:
         multi.setopt(pycurl.M_MAX_CONCURRENT_STREAMS, max_streams or DEFAULT_STREAMS)
         while self._queue and self._active < self._max_transfers:
             self._start(self._queue.popleft())
+        if self._timer_updates:
+            self._sync_timer()
 
     @property
     def max_transfers(self) -> int:
@@ -234,6 +348,11 @@ class CurlDriver:
         return len(self._queue)
 
     @property
+    def sockets(self) -> List[int]:
+        """The socket descriptors being watched for curl (including idle pooled ones), sorted."""
+        return sorted(self._masks)
+
+    @property
     def pooled_handles(self) -> int:
         """Idle easy handles kept for reuse."""
         return len(self._free)
@@ -246,6 +365,15 @@ class CurlDriver:
         request.driver = self
         if self._active < self._max_transfers and not self._queue:
             self._start(request)
+            updates = self._timer_updates
+            if updates:
+                if updates[-1] == 0 and self._kick_pending:
+                    # The usual case, inlined: a new transfer wants curl run
+                    # at once, and that is already scheduled for this turn.
+                    updates.clear()
+                    self._deadline = None
+                else:
+                    self._sync_timer()
         else:
             self._queue.append(request)
         return request
@@ -255,28 +383,32 @@ class CurlDriver:
 
         Its easy handle goes back to the pool.  Returns False if it was not pending.
         """
-        curl = request.handle
-        if curl is None:
+        handle = request.handle
+        if handle is None:
             try:
                 self._queue.remove(request)
             except ValueError:
                 return False
             return True
-        self.multi.remove_handle(curl)
+        self.multi.remove_handle(handle.curl)
         self._active -= 1
         request.handle = None
-        self._release(curl, request)
+        self._release(handle, request)
         self._start_queued()
+        if self._timer_updates:
+            self._sync_timer()
         return True
 
-    def _new_handle(self) -> pycurl.Curl:
-        curl = pycurl.Curl()
-        self._configure(curl)
-        self._handles.append(curl)
-        return curl
+    def _new_handle(self) -> _Handle:
+        handle = _Handle(pycurl.Curl())
+        self._configure(handle)
+        self._handles.append(handle)
+        self._by_curl[handle.curl] = handle
+        return handle
 
-    def _configure(self, curl: pycurl.Curl) -> None:
+    def _configure(self, handle: _Handle) -> None:
         """Set a new (or reset) easy handle's fixed options and forget what the cache says is set."""
+        curl = handle.curl
         curl.setopt(pycurl.NOSIGNAL, 1)
         curl.setopt(pycurl.TCP_NODELAY, 1)
         curl.setopt(pycurl.TCP_KEEPALIVE, 1)
@@ -289,22 +421,22 @@ class CurlDriver:
         # Idle connections are only closed when the server closes them (we
         # see that) or when the pool needs room (we see the new socket).
         curl.setopt(pycurl.MAXAGE_CONN, 3600)
-        curl.mode = None  # what the method options are set to
-        curl.hdrs = None  # the header list object last set
-        curl.t_total = 0
-        curl.t_connect = 0
-        curl.extra = None  # the extra options last set
-        curl.request = None
-        curl.low_speed = None
+        handle.mode = None
+        handle.hdrs = None
+        handle.t_total = 0
+        handle.t_connect = 0
+        handle.extra = None
+        handle.low_speed = None
 
-    def _set_extra(self, curl: pycurl.Curl, options: Optional[Dict[int, Any]]) -> None:
+    def _set_extra(self, handle: _Handle, options: Optional[Dict[int, Any]]) -> None:
         """Replace the per-request options last set on ``curl`` (``Request.options``) with ``options``.
 
         An option that pycurl cannot unset goes back to what :meth:`_configure`
         sets (or libcurl's default, for the ones in :data:`_OPTION_DEFAULTS`);
         failing that, the handle is reset whole and configured again.
         """
-        old = curl.extra
+        curl = handle.curl
+        old = handle.extra
         if old:
             for key in old:
                 if options and key in options:
@@ -317,21 +449,22 @@ class CurlDriver:
                         curl.setopt(key, default)
                 except (TypeError, pycurl.error):
                     curl.reset()
-                    self._configure(curl)
+                    self._configure(handle)
                     break
         if options:
             for key, value in options.items():
                 curl.setopt(key, value)
-        curl.extra = options
+        handle.extra = options
 
-    def _set_method(self, curl: pycurl.Curl, method: str, body: Optional[bytes]) -> None:
+    def _set_method(self, handle: _Handle, method: str, body: Optional[bytes]) -> None:
         """Set the method (and body) on a reused handle, touching only what differs.
 
         A handle remembers its ``mode``: "GET", "HEAD", "POST" (POSTFIELDS),
         "body" (POSTFIELDS + CUSTOMREQUEST, e.g. PUT) or "custom" (no body +
         CUSTOMREQUEST, e.g. DELETE).
         """
-        mode = curl.mode
+        curl = handle.curl
+        mode = handle.mode
         if body is None and (method == "PUT" or method == "POST"):
             body = b""
         if body is None:
@@ -340,18 +473,18 @@ class CurlDriver:
                     curl.setopt(pycurl.HTTPGET, 1)  # also clears NOBODY and POST
                     if mode == "body" or mode == "custom":
                         curl.unsetopt(_CUSTOMREQUEST)
-                    curl.mode = "GET"
+                    handle.mode = "GET"
             elif method == "HEAD":
                 if mode != "HEAD":
                     if mode == "body" or mode == "custom":
                         curl.unsetopt(_CUSTOMREQUEST)
                     curl.setopt(pycurl.NOBODY, 1)
-                    curl.mode = "HEAD"
+                    handle.mode = "HEAD"
             else:
                 if mode != "GET" and mode != "custom":
                     curl.setopt(pycurl.HTTPGET, 1)
                 curl.setopt(_CUSTOMREQUEST, method)
-                curl.mode = "custom"
+                handle.mode = "custom"
             return
         if mode == "HEAD":
             curl.setopt(pycurl.NOBODY, 0)
@@ -359,40 +492,41 @@ class CurlDriver:
         if method == "POST":
             if mode == "body" or mode == "custom":
                 curl.unsetopt(_CUSTOMREQUEST)
-            curl.mode = "POST"
+            handle.mode = "POST"
         else:
             curl.setopt(_CUSTOMREQUEST, method)
-            curl.mode = "body"
+            handle.mode = "body"
 
     def _start(self, request: Request) -> None:
         free = self._free
-        curl = free.pop() if free else self._new_handle()
-        if request.options is not curl.extra:  # first: it may reset the handle
-            self._set_extra(curl, request.options)
+        handle = free.pop() if free else self._new_handle()
+        curl = handle.curl
+        if request.options is not handle.extra:  # first: it may reset the handle
+            self._set_extra(handle, request.options)
         curl.setopt(_URL, request.url)
         method = request.method
         if method == "GET" and request.body is None:
-            if curl.mode != "GET":
-                self._set_method(curl, method, None)
+            if handle.mode != "GET":
+                self._set_method(handle, method, None)
         else:
-            self._set_method(curl, method, request.body)
+            self._set_method(handle, method, request.body)
 
         headers = request.headers
-        if headers is not curl.hdrs:
+        if headers is not handle.hdrs:
             curl.setopt(_HTTPHEADER, headers or [])
-            curl.hdrs = headers
-        if request.timeout != curl.t_total:
+            handle.hdrs = headers
+        if request.timeout != handle.t_total:
             curl.setopt(_TIMEOUT_MS, int(request.timeout * 1000))
-            curl.t_total = request.timeout
-        if request.connect_timeout != curl.t_connect:
+            handle.t_total = request.timeout
+        if request.connect_timeout != handle.t_connect:
             curl.setopt(_CONNECTTIMEOUT_MS, int(request.connect_timeout * 1000))
-            curl.t_connect = request.connect_timeout
+            handle.t_connect = request.connect_timeout
         low_speed = request.low_speed
-        if low_speed != curl.low_speed:
+        if low_speed != handle.low_speed:
             limit, seconds = low_speed or (0, 0)
             curl.setopt(pycurl.LOW_SPEED_LIMIT, int(limit))
             curl.setopt(pycurl.LOW_SPEED_TIME, int(seconds))
-            curl.low_speed = low_speed
+            handle.low_speed = low_speed
         if request.on_chunk is None:
             chunks: List[bytes] = []
             request._chunks = chunks
@@ -404,16 +538,16 @@ class CurlDriver:
             curl.setopt(_WRITEFUNCTION, _stream_writer(request.on_chunk))
         curl.setopt(_HEADERFUNCTION, request.header_lines.append)
 
-        curl.request = request
-        request.handle = curl
+        handle.request = request
+        request.handle = handle
         self._active += 1
         try:
             self.multi.add_handle(curl)
         except pycurl.error as exc:
             self._active -= 1
             request.handle = None
-            curl.request = None
-            self._free.append(curl)
+            handle.request = None
+            self._free.append(handle)
             request.errno = exc.args[0] if exc.args else E_ABORTED
             request.errmsg = str(exc.args[1]) if len(exc.args) > 1 else "could not start transfer"
             request.sent = 0
@@ -432,16 +566,80 @@ class CurlDriver:
                 if _KEEP_IDLE_SOCKETS:
                     self._idle.add(fd)
                 else:
-                    self._watchers.pop(fd).close()
+                    self._forget(fd)
             return
         readable = bool(event & _POLL_IN)
         writable = bool(event & _POLL_OUT)
+        self._masks[fd] = event & 3
         watcher = self._watchers.get(fd)
         if watcher is None:
             self._watchers[fd] = self.reactor.watch(fd, readable, writable, self._on_ready)
         else:
             self._idle.discard(fd)
             watcher.update(readable, writable)
+
+    def _on_socket_batched(self, event: int, fd: int, multi: Any, data: Any) -> None:
+        # The same bookkeeping as _on_socket, on the private epoll set.
+        masks = self._masks
+        if event == _POLL_REMOVE:
+            if fd in masks:
+                if _KEEP_IDLE_SOCKETS:
+                    self._idle.add(fd)
+                else:
+                    self._forget(fd)
+            return
+        mask = event & 3  # POLL_IN 1, POLL_OUT 2, POLL_INOUT 3
+        old = masks.get(fd)
+        if old is None or old < 0:  # new, or an idle one taken out of the set (see _on_epoll)
+            self._epoll.register(fd, _EPOLL_MASK[mask])
+            masks[fd] = mask
+            if old is not None:
+                self._idle.discard(fd)
+            return
+        if self._idle:
+            self._idle.discard(fd)
+        if old != mask:
+            self._epoll.modify(fd, _EPOLL_MASK[mask])
+            masks[fd] = mask
+
+    def _on_socket_perform(self, event: int, fd: int, multi: Any, data: Any) -> None:
+        # Which way curl waits does not matter here (perform() finds out
+        # itself); only that we hear when the socket's state changes.
+        # Connection sockets are in the epoll set from birth (_new_socket);
+        # libcurl does not always report them here in perform mode.  What
+        # it does report (its own descriptors, a resolver's pipe) joins the
+        # set while asked for.  A socket curl is done with (POLL_REMOVE)
+        # stays in the set; closing it takes it out.  libcurl says
+        # POLL_REMOVE before it closes a socket it reported, so a number
+        # reused afterwards is always registered afresh.
+        if event == _POLL_REMOVE:
+            self._masks.pop(fd, None)
+        elif fd not in self._masks:
+            self._masks[fd] = 3
+            self._add_edges(fd)
+
+    def _add_edges(self, fd: int) -> None:
+        """perform mode: have ``fd`` in the epoll set, edge-triggered both ways (re-armed if it was)."""
+        try:
+            # Modifying re-arms it: if it is ready now, the event comes.
+            self._epoll.modify(fd, _EPOLL_EDGES)
+        except FileNotFoundError:
+            self._epoll.register(fd, _EPOLL_EDGES)
+
+    def _forget(self, fd: int) -> None:
+        """Stop watching ``fd`` (it is closed, or about to be, or its number was reused)."""
+        self._idle.discard(fd)
+        mask = self._masks.pop(fd, None)
+        if mask is None:
+            return
+        watcher = self._watchers.pop(fd, None)
+        if watcher is not None:
+            watcher.close()
+        elif self._epoll is not None and mask >= 0:
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):  # closed already: epoll dropped it itself
+                pass
 
     def _new_socket(self, fd: int, purpose: int) -> int:
         """libcurl's SOCKOPTFUNCTION: a new socket ``fd`` exists.
@@ -450,23 +648,34 @@ class CurlDriver:
         curl closed without telling us (pycurl cannot always run the close
         callback); drop it so the new socket gets a fresh one.
         """
-        watcher = self._watchers.pop(fd, None)
-        if watcher is not None:
-            self._idle.discard(fd)
-            watcher.close()
+        if fd in self._masks:
+            self._forget(fd)
+        if self._perform:
+            self._levels.discard(fd)
+            self._add_edges(fd)
         return 0
 
     def _close_socket(self, fd: int) -> int:
-        """libcurl's CLOSESOCKETFUNCTION: forget the fd's watcher, then close it."""
-        watcher = self._watchers.pop(fd, None)
-        if watcher is not None:
-            watcher.close()
-        self._idle.discard(fd)
+        """libcurl's CLOSESOCKETFUNCTION: forget the fd's registration, then close it."""
+        self._forget(fd)
+        if self._perform:
+            self._levels.discard(fd)
+            try:
+                self._epoll.unregister(fd)
+            except (OSError, ValueError):  # not in the set
+                pass
         try:
             os.close(fd)
         except OSError:  # pragma: no cover - already closed
             pass
         return 0
+
+    def _sync_timer(self) -> None:
+        """Apply the last timeout libcurl asked for (see ``__init__``)."""
+        updates = self._timer_updates
+        timeout_ms = updates[-1]
+        updates.clear()
+        self._on_timer(timeout_ms)
 
     def _on_timer(self, timeout_ms: int) -> None:
         # libcurl moves its timer very often (twice per request or more), so
@@ -497,12 +706,96 @@ class CurlDriver:
         self._timer_when = deadline
 
     # -- reactor callbacks ----------------------------------------------
+    def _on_epoll(self, _fd: int, _events: int) -> None:
+        """The epoll set is ready: ``socket_action`` every ready socket, then drain once."""
+        if self._closed:
+            return
+        self.wakeups += 1
+        masks = self._masks
+        idle = self._idle
+        socket_action = self.multi.socket_action
+        running = self._active
+        for fd, ev in self._epoll.poll(0):
+            mask = masks.get(fd)
+            if mask is None:  # closed by an earlier socket_action of this batch
+                continue
+            if mask < 0:
+                continue
+            if idle and fd in idle:
+                # See _on_ready: an idle pooled connection woke up.  Take it
+                # out of the set (a mask of 0 would still report a hang-up,
+                # level-triggered, every turn) until curl uses or closes it.
+                self._epoll.unregister(fd)
+                masks[fd] = -1
+                continue
+            # CSELECT_IN/OUT are 1/2, as EPOLLIN/OUT are 1/4; an error or
+            # hang-up wakes whatever curl waits for, and curl reads the error.
+            action = (ev & _EPOLLIN) | ((ev & _EPOLLOUT) >> 1)
+            if ev & _EPOLL_TROUBLE:
+                action |= mask
+            try:
+                _, running = socket_action(fd, action)
+            except pycurl.error:  # pragma: no cover - libcurl reports per transfer
+                log.exception("socket_action failed")
+                running = -1
+        if running != self._active:
+            self._drain()
+        if self._timer_updates:
+            self._sync_timer()
+
+    def _on_epoll_perform(self, _fd: int, _events: int) -> None:
+        """Some curl socket changed state: consume the edges, then run every transfer that can move."""
+        if self._closed:  # closed earlier in this reactor turn
+            return
+        self.wakeups += 1
+        self._epoll.poll(0)
+        self._run()
+
+    def _run(self) -> None:
+        """perform mode: one ``perform()``, then drain finished transfers and re-arm the timer."""
+        if self._closed:
+            return
+        try:
+            try:
+                _, running = self.multi.perform()
+            except pycurl.error:  # pragma: no cover - libcurl reports per transfer
+                log.exception("perform failed")
+                running = -1
+            if running != self._active:
+                self._drain()
+            writers = self.multi.fdset()[1]
+            if writers or self._levels:
+                self._watch_writers(writers)
+        finally:
+            # Whatever happened, libcurl's next timeout must be armed, or
+            # nothing would ever run curl again.
+            if self._timer_updates:
+                self._sync_timer()
+
+    def _watch_writers(self, writers: List[int]) -> None:
+        """perform mode: level-trigger exactly the sockets curl wants to send on (see the module's docstring)."""
+        epoll = self._epoll
+        wanted = set(writers)
+        for fd in self._levels - wanted:
+            try:
+                epoll.modify(fd, _EPOLL_EDGES)
+            except OSError:  # closed meanwhile
+                pass
+        for fd in wanted - self._levels:
+            try:
+                epoll.modify(fd, _EPOLL_LEVELS)
+            except FileNotFoundError:
+                epoll.register(fd, _EPOLL_LEVELS)
+        self._levels = wanted
+
     def _on_ready(self, fd: int, events: int) -> None:
+        self.wakeups += 1
         if fd in self._idle:
             # An idle pooled connection became readable: the server closed it
             # (or sent something unasked).  curl finds out when it next picks
             # the connection; stop watching it until then.
             self._watchers[fd].update(False, False)
+            self._masks[fd] = 0
             return
         if self._closed:
             return
@@ -514,10 +807,15 @@ class CurlDriver:
             running = -1
         if running != self._active:
             self._drain()
+        if self._timer_updates:
+            self._sync_timer()
 
     def _kick(self) -> None:
         self._kick_pending = False
-        self._action(_SOCKET_TIMEOUT, 0)
+        if self._perform:
+            self._run()
+        else:
+            self._action(_SOCKET_TIMEOUT, 0)
 
     def _on_timeout(self) -> None:
         self._timer = None
@@ -529,7 +827,10 @@ class CurlDriver:
             self._arm(deadline, remaining)
             return
         self._deadline = None
-        self._action(_SOCKET_TIMEOUT, 0)
+        if self._perform:
+            self._run()
+        else:
+            self._action(_SOCKET_TIMEOUT, 0)
 
     def _action(self, fd: int, mask: int) -> None:
         """``socket_action`` on ``fd`` (or the timeout), then drain finished transfers."""
@@ -542,26 +843,30 @@ class CurlDriver:
             running = -1
         if running != self._active:
             self._drain()
+        if self._timer_updates:
+            self._sync_timer()
 
     def _drain(self) -> None:
         info_read = self.multi.info_read
+        by_curl = self._by_curl
         while True:
             queued, ok_list, err_list = info_read()
             for curl in ok_list:
-                self._finish(curl, None, None)
+                self._finish(by_curl[curl], None, None)
             for curl, errno, errmsg in err_list:
-                self._finish(curl, errno, errmsg)
+                self._finish(by_curl[curl], errno, errmsg)
             if not queued:
                 break
 
-    def _finish(self, curl: pycurl.Curl, errno: Optional[int], errmsg: Optional[str]) -> None:
-        request = curl.request
+    def _finish(self, handle: _Handle, errno: Optional[int], errmsg: Optional[str]) -> None:
+        request = handle.request
+        curl = handle.curl
         code = curl.getinfo(_RESPONSE_CODE)
         self.multi.remove_handle(curl)
         self._active -= 1
-        curl.request = None
+        handle.request = None
         if request is None:  # pragma: no cover - cancelled meanwhile
-            self._free.append(curl)
+            self._free.append(handle)
             return
         request.handle = None
         request.code = code or None
@@ -579,7 +884,7 @@ class CurlDriver:
             curl.setopt(_POSTFIELDS, b"")  # do not keep a large body alive in the pool
         # Never close an easy handle before the multi (see close()): a handle
         # is only ever created when none is free, so the pool stays bounded.
-        self._free.append(curl)
+        self._free.append(handle)
         if self._queue:
             self._start_queued()
         on_done = request.on_done
@@ -589,13 +894,13 @@ class CurlDriver:
             except Exception:
                 log.exception("error in request completion handler for %r", request)
 
-    def _release(self, curl: pycurl.Curl, request: Optional[Request]) -> None:
-        curl.request = None
+    def _release(self, handle: _Handle, request: Optional[Request]) -> None:
+        handle.request = None
         if request is not None and request.body is not None and len(request.body) > _BIG_BODY:
-            curl.setopt(_POSTFIELDS, b"")  # do not keep a large body alive in the pool
+            handle.curl.setopt(_POSTFIELDS, b"")  # do not keep a large body alive in the pool
         # Never close an easy handle before the multi (see close()): a handle
         # is only ever created when none is free, so the pool stays bounded.
-        self._free.append(curl)
+        self._free.append(handle)
 
     def _start_queued(self) -> None:
         queue = self._queue
@@ -625,16 +930,22 @@ class CurlDriver:
         self._queue.clear()
         for request in aborted:
             request.sent = 0  # never started
-        for curl in self._handles:
-            request = curl.request
-            if request is not None:  # a transfer in progress
-                self.multi.remove_handle(curl)
-                curl.request = None
-                request.sent = None  # how much left is unknown
-                aborted.append(request)
+        for handle in self._handles:
+            running = handle.request
+            if running is not None:  # a transfer in progress
+                self.multi.remove_handle(handle.curl)
+                handle.request = None
+                running.sent = None  # how much left is unknown
+                aborted.append(running)
         for watcher in self._watchers.values():
             watcher.close()
         self._watchers.clear()
+        self._masks.clear()
+        self._idle.clear()
+        self._levels.clear()
+        if self._epoll_watcher is not None:
+            self._epoll_watcher.close()
+            self._epoll_watcher = None
         # The multi first: closing its pooled connections calls the
         # CLOSESOCKETFUNCTION of the easy handles that opened them, so those
         # handles must still be alive.  Only then the easy handles.
@@ -643,10 +954,13 @@ class CurlDriver:
             # (see the module's warnings filter); it closes them itself.
             warnings.simplefilter("ignore", RuntimeWarning)
             self.multi.close()
-        for curl in self._handles:
-            curl.close()
+        for handle in self._handles:
+            handle.curl.close()
         self._handles.clear()
+        self._by_curl.clear()
         self._free.clear()
+        if self._epoll is not None:
+            self._epoll.close()  # after the multi: its sockets are closed by now
         for request in aborted:
             request.handle = None
             request.errno = E_ABORTED
@@ -668,7 +982,7 @@ class CurlDriver:
 
     def __del__(self) -> None:
         # A driver dropped without close(): free libcurl's side in a safe order.
-        if not self._closed and self._pid == os.getpid():
+        if not getattr(self, "_closed", True) and self._pid == os.getpid():
             try:
                 self.close()
             except Exception:  # pragma: no cover - interpreter teardown

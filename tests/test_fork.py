@@ -117,7 +117,7 @@ def child_task(args: Tuple[str, int, Dict[int, int], int]) -> Dict[str, Any]:
         "pid": os.getpid(),
         "reactor": id(reactor),
         "reactor_pid": reactor.pid,
-        "watched": sorted(reactor.curl._watchers),
+        "watched": reactor.curl.sockets,
         "ok": got == ids and single == "doc%09d" % task,
         "inherited": inherited,
         "own_ports": set(own.values()),

@@ -1,0 +1,106 @@
+"""The curl driver's three ways of reaching the reactor ("perform", "batch", "watch") against the real server.
+
+Each mode must move bodies larger than a socket buffer both ways, survive
+its pooled connections being reset while idle, and stay quiet
+afterwards: an idle connection the server closed wakes the reactor a
+bounded number of times, not once per turn (a busy loop).
+"""
+from __future__ import annotations
+
+import pytest
+
+import loop
+from corduroy import Couch, Database
+from loop import Reactor
+from loop.curl import MODES, CurlDriver, _epoll, default_mode
+
+from .proxy import FaultProxy
+
+AVAILABLE = [m for m in MODES if m == "watch" or _epoll is not None]
+BIG = "y" * 300_000  # several socket buffers
+
+
+@pytest.fixture(params=AVAILABLE)
+def reactor(request, monkeypatch):
+    monkeypatch.setenv("LOOP_CURL_MODE", request.param)
+    r = Reactor.create()
+    loop.set_reactor(r)
+    assert r.curl.mode == request.param
+    yield r
+    loop.set_reactor(None)
+    r.close()
+
+
+@pytest.fixture
+def db(couch_url, dbname):
+    return Couch(couch_url).create(dbname)
+
+
+def test_the_default_mode_is_perform_where_epoll_exists(monkeypatch):
+    monkeypatch.delenv("LOOP_CURL_MODE", raising=False)
+    assert default_mode() == ("perform" if _epoll is not None else "watch")
+
+
+def test_a_bad_mode_is_refused_before_any_io(monkeypatch):
+    r = Reactor.create()
+    try:
+        with pytest.raises(ValueError, match="mode must be one of"):
+            CurlDriver(r, mode="poll")
+        monkeypatch.setenv("LOOP_CURL_MODE", "select")
+        with pytest.raises(ValueError, match="LOOP_CURL_MODE"):
+            default_mode()
+    finally:
+        r.close()
+
+
+def run_all(reactor, calls, seconds=30.0):
+    """Start every ``call(callback)`` at once, run the reactor until all have answered; the answers."""
+    answers = []
+
+    def answered(data, status):
+        answers.append((data, status))
+        if len(answers) == len(calls):
+            reactor.stop()
+
+    for call in calls:
+        call(answered)
+    bound = reactor.call_later(seconds, reactor.stop)  # a bound, not a synchronisation
+    reactor.run()
+    bound.cancel()
+    assert len(answers) == len(calls), "not every request was answered"
+    return answers
+
+
+def test_big_bodies_both_ways_with_many_in_flight(reactor, db):
+    saves = run_all(reactor, [
+        lambda cb, i=i: db.save({"_id": "up-%d" % i, "body": BIG}, callback=cb) for i in range(8)])
+    assert all(status.ok for _, status in saves)
+    gets = run_all(reactor, [lambda cb, i=i: db.get("up-%d" % i, callback=cb) for i in range(8)])
+    assert sorted(data["_id"] for data, _ in gets) == ["up-%d" % i for i in range(8)]
+    assert all(status.ok and data["body"] == BIG for data, status in gets)
+
+
+def test_idle_connections_reset_by_the_server_wake_the_reactor_a_bounded_number_of_times(
+        reactor, couch_url, db):
+    db.save([{"_id": "d%02d" % i} for i in range(16)])
+    with FaultProxy.for_url(couch_url) as proxy:
+        remote = Database(proxy.url_for(couch_url) + "/" + db.name)
+        got = run_all(reactor, [lambda cb, i=i: remote.get("d%02d" % i, callback=cb) for i in range(16)])
+        assert all(status.ok for _, status in got)
+        pooled = proxy.active
+        assert pooled >= 2  # several connections are now idle in the pool
+
+        severed = proxy.sever()
+        assert severed == pooled
+        before = reactor.curl.wakeups
+        # Let the reactor sit for a moment with nothing to do but notice the resets.
+        reactor.call_later(0.3, reactor.stop)
+        reactor.run()
+        wakeups = reactor.curl.wakeups - before
+        # One wake-up per reset connection at most (a level-triggered idle
+        # socket with a pending reset would wake it on every turn instead).
+        assert wakeups <= severed
+
+        # The pool recovers: the next requests open new connections.
+        again = run_all(reactor, [lambda cb, i=i: remote.get("d%02d" % i, callback=cb) for i in range(4)])
+        assert [data["_id"] for data, _ in sorted(again, key=lambda a: a[0]["_id"])] == ["d00", "d01", "d02", "d03"]
