@@ -8,7 +8,7 @@ runs only when one of its sockets changed state or its timer is due.
 
 How the sockets reach the reactor is the driver's *mode*:
 
-``"perform"`` (the default on Linux)
+``"perform"`` (the default on Linux with pycurl 7.49 or later)
     Every socket curl opens (``SOCKOPTFUNCTION``) or asks us to watch
     (``M_SOCKETFUNCTION``) goes into a private epoll set, edge-triggered,
     both ways; the reactor watches only that set's descriptor.  When it
@@ -26,7 +26,7 @@ How the sockets reach the reactor is the driver's *mode*:
     The same private epoll set, level-triggered with the events curl asks
     for; each ready socket gets its own ``socket_action``, and
     ``info_read`` is drained once per turn.
-``"watch"`` (the default without epoll)
+``"watch"`` (the default without epoll, or with older pycurl)
     Each socket gets its own reactor watcher and ``socket_action``.
 
 ``LOOP_CURL_MODE`` in the environment picks the default mode.
@@ -125,7 +125,11 @@ def default_mode() -> str:
         if mode not in MODES:
             raise ValueError("LOOP_CURL_MODE must be one of %s, not %r" % (", ".join(MODES), mode))
         return mode
-    return "watch" if _epoll is None else "perform"
+    if _epoll is None:
+        return "watch"
+    # Older pycurl (7.45 seen) does not run the close callback for pooled
+    # connections; perform mode has only been proven with one that does.
+    return "perform" if _KEEP_IDLE_SOCKETS else "watch"
 
 #: Streams per HTTP/2 connection when ``set_limits`` is given no ``max_streams`` (libcurl's default).
 DEFAULT_STREAMS = 100

@@ -12,7 +12,7 @@ import pytest
 import loop
 from corduroy import Couch, Database
 from loop import Reactor
-from loop.curl import MODES, CurlDriver, _epoll, default_mode
+from loop.curl import _KEEP_IDLE_SOCKETS, MODES, CurlDriver, _epoll, default_mode
 
 from .proxy import FaultProxy
 
@@ -36,9 +36,9 @@ def db(couch_url, dbname):
     return Couch(couch_url).create(dbname)
 
 
-def test_the_default_mode_is_perform_where_epoll_exists(monkeypatch):
+def test_the_default_mode_is_perform_where_epoll_and_a_recent_pycurl_exist(monkeypatch):
     monkeypatch.delenv("LOOP_CURL_MODE", raising=False)
-    assert default_mode() == ("perform" if _epoll is not None else "watch")
+    assert default_mode() == ("perform" if _epoll is not None and _KEEP_IDLE_SOCKETS else "watch")
 
 
 def test_a_bad_mode_is_refused_before_any_io(monkeypatch):
