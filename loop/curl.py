@@ -10,16 +10,17 @@ How the sockets reach the reactor is the driver's *mode*:
 
 ``"perform"`` (the default on Linux with pycurl 7.49 or later)
     Every socket curl opens (``SOCKOPTFUNCTION``) or asks us to watch
-    (``M_SOCKETFUNCTION``) goes into a private epoll set, edge-triggered,
-    both ways; the reactor watches only that set's descriptor.  When it
+    (``M_SOCKETFUNCTION``) goes into a private epoll set, edge-triggered for
+    input; the reactor watches only that set's descriptor.  When it
     fires, one ``perform()`` runs every transfer that can move, and
     ``info_read`` is drained once: the select loop's cost, without its
     blocking.  A pooled connection stays in the
     set while idle (edge-triggered, it wakes the reactor once when its
     server closes it, not every turn).  A socket curl has something to send
-    on is level-triggered until it is done (``fdset()`` after each
-    ``perform()`` says which): curl may stop writing before the socket is
-    full, and no new edge would come.  The price is that each wake-up
+    on (or is connecting) is watched for output too, level-triggered, until
+    it is done: ``fdset()`` after each ``perform()`` says which.  (Output
+    edges would wake the reactor for every acknowledgement, and curl may
+    stop writing before the socket is full, after which no edge comes.)  The price is that each wake-up
     visits every running transfer, so thousands of quiet long-lived
     transfers (continuous feeds) cost more per wake-up here.
 ``"batch"``
@@ -112,9 +113,9 @@ if _epoll is not None:
     _EPOLL_TROUBLE = select.EPOLLERR | select.EPOLLHUP
     #: curl's POLL_* mask (IN 1, OUT 2, INOUT 3) as an epoll mask.
     _EPOLL_MASK = (0, _EPOLLIN, _EPOLLOUT, _EPOLLIN | _EPOLLOUT)
-    #: How perform mode watches a socket: both ways, edge-triggered...
-    _EPOLL_EDGES = _EPOLLIN | _EPOLLOUT | select.EPOLLET
-    #: ... or level-triggered, while curl has something to send on it.
+    #: How perform mode watches a socket: for input, edge-triggered...
+    _EPOLL_EDGES = _EPOLLIN | select.EPOLLET
+    #: ... and for output too, level-triggered, while curl has something to send on it.
     _EPOLL_LEVELS = _EPOLLIN | _EPOLLOUT
 
 
@@ -278,14 +279,18 @@ class CurlDriver:
             self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket_batched)
         else:
             self.multi.setopt(pycurl.M_SOCKETFUNCTION, self._on_socket)
-        # libcurl moves its timer twice per request or more.  A Python
-        # function for each move costs a frame; list.append costs almost
-        # nothing, and the last value is applied (_sync_timer) before control
-        # goes back to the reactor: at the end of every entry point that
-        # calls into libcurl (submit, cancel, set_limits and the reactor
-        # callbacks).
+        # libcurl moves its timer twice per request or more, and every
+        # callback from pycurl costs (the GIL taken back, arguments built).
+        # In perform mode there is no timer callback: after each perform()
+        # the driver asks curl_multi_timeout(), once per wake-up, and a new
+        # transfer always wants curl run at once.  Otherwise the callback is
+        # list.append (no Python frame) and the last value is applied
+        # (_sync_timer) before control goes back to the reactor: at the end
+        # of every entry point that calls into libcurl (submit, cancel,
+        # set_limits and the reactor callbacks).
         self._timer_updates: List[int] = []
-        self.multi.setopt(pycurl.M_TIMERFUNCTION, self._timer_updates.append)
+        if mode != "perform":
+            self.multi.setopt(pycurl.M_TIMERFUNCTION, self._timer_updates.append)
         self._timer: Any = None
         self._timer_when = 0.0
         self._deadline: Optional[float] = None
@@ -331,9 +336,14 @@ class CurlDriver:
         multi.setopt(pycurl.M_MAXCONNECTS, max_connections)
         multi.setopt(pycurl.M_MAX_HOST_CONNECTIONS, max_per_host)
         multi.setopt(pycurl.M_MAX_CONCURRENT_STREAMS, max_streams or DEFAULT_STREAMS)
+        started = False
         while self._queue and self._active < self._max_transfers:
             self._start(self._queue.popleft())
-        if self._timer_updates:
+            started = True
+        if self._perform:
+            if started:
+                self._on_timer(0)
+        elif self._timer_updates:
             self._sync_timer()
 
     @property
@@ -369,6 +379,10 @@ class CurlDriver:
         request.driver = self
         if self._active < self._max_transfers and not self._queue:
             self._start(request)
+            if self._perform:
+                if not self._kick_pending:
+                    self._on_timer(0)  # a new transfer wants curl run at once
+                return request
             updates = self._timer_updates
             if updates:
                 if updates[-1] == 0 and self._kick_pending:
@@ -399,7 +413,9 @@ class CurlDriver:
         request.handle = None
         self._release(handle, request)
         self._start_queued()
-        if self._timer_updates:
+        if self._perform:
+            self._on_timer(self.multi.timeout())
+        elif self._timer_updates:
             self._sync_timer()
         return True
 
@@ -773,8 +789,8 @@ class CurlDriver:
         finally:
             # Whatever happened, libcurl's next timeout must be armed, or
             # nothing would ever run curl again.
-            if self._timer_updates:
-                self._sync_timer()
+            if not self._closed:
+                self._on_timer(self.multi.timeout())
 
     def _watch_writers(self, writers: List[int]) -> None:
         """perform mode: level-trigger exactly the sockets curl wants to send on (see the module's docstring)."""
