@@ -40,6 +40,7 @@ def encode(obj: Any, what: str = "value") -> bytes:
 
 
 _scan = _decoder.scan_once
+_scan_plain = _plain_decoder.scan_once
 _WHITESPACE = " \t\n\r"
 
 
@@ -48,18 +49,22 @@ def decode(data: bytes) -> Any:
 
     Raises ``JSONDecodeError`` (a ValueError) on invalid JSON.
     """
+    return _decode(data, _scan)
+
+
+def decode_plain(data: bytes) -> Any:
+    """Decode JSON bytes into plain dicts and lists (cheaper: no hook per object)."""
+    return _decode(data, _scan_plain)
+
+
+def _decode(data: bytes, scan: Any) -> Any:
     text = data.decode("utf-8")
     # The C scanner directly (what JSONDecoder.decode ends up calling), with
     # its whitespace handling done here: CouchDB bodies are "{...}\n".
     start = 0
     if text[:1] in _WHITESPACE or text[:1] == "\ufeff":
         start = len(text) - len(text.lstrip(_WHITESPACE + "\ufeff"))
-    obj, end = _scan(text, start)
+    obj, end = scan(text, start)
     if end != len(text) and text[end:].strip(_WHITESPACE):
         raise JSONDecodeError("Extra data", text, end)
     return obj
-
-
-def decode_plain(data: bytes) -> Any:
-    """Decode JSON bytes into plain dicts and lists."""
-    return _plain_decoder.decode(data.decode("utf-8"))

@@ -22,7 +22,7 @@ from .coalesce import Coalescer, coalescible_id, with_id
 from .conflicts import ConflictResolution, MergeFunction, take_server_rev
 from .document import Document
 from .exceptions import Conflict, NotFound
-from .http import CouchOperation, Server, finish
+from .http import CouchOperation, Server, finish, plain_json
 from .maintenance import MaintenanceMixin
 from .mango import MangoMixin
 from .replication import ReplicationMixin
@@ -293,9 +293,9 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
             for key in ("all_or_nothing", "new_edits"):
                 if key in options:
                     json_body[key] = options[key]
-            return self._request("POST", "/_bulk_docs", params=params, json=json_body, transform=outcome,
+            return self._request("POST", "/_bulk_docs", params=params, json=json_body, transform=plain_json(outcome),
                                  what="documents")
-        return self._request("POST", "/_bulk_docs", params=params, body=body, transform=outcome)
+        return self._request("POST", "/_bulk_docs", params=params, body=body, transform=plain_json(outcome))
 
     def _take_uuids(self, count: int) -> Operation:
         cache = self.server.uuid_cache
@@ -388,9 +388,11 @@ def _pair_results(docs: List[dict], results: List[Any]) -> Any:
     puts design documents first) do not, so when the ids disagree the rows
     are matched by id instead.
     """
-    if len(results) == len(docs) and all(
-            row.get("id") is None or row.get("id") == doc.get("_id") for doc, row in zip(docs, results)):
-        return zip(docs, results)
+    if len(results) == len(docs):
+        ids = [row.get("id") for row in results]
+        if ids == [doc.get("_id") for doc in docs] or all(
+                got is None or got == doc.get("_id") for doc, got in zip(docs, ids)):
+            return zip(docs, results)
     by_id: Dict[Any, List[Any]] = {}
     for row in results:
         by_id.setdefault(row.get("id"), []).append(row)
