@@ -9,14 +9,22 @@ import pytest
 import loop
 from corduroy import ConnectionFailed, Couch, Database, Timeout
 from loop import Reactor, Request
+from loop.curl import MODES, _epoll, default_mode
 
 BACKENDS = [b for b in loop.available_backends() if b != "gevent"]
+# Every backend with the driver's default mode, and the first backend with each other mode.
+SETUPS = [(backend, None) for backend in BACKENDS] + [
+    (BACKENDS[0], mode) for mode in MODES if mode != default_mode() and (mode == "watch" or _epoll is not None)]
 
 
-@pytest.fixture(params=BACKENDS)
-def reactor(request):
-    r = Reactor.create(request.param)
+@pytest.fixture(params=SETUPS, ids=lambda setup: "%s-%s" % (setup[0], setup[1] or "default"))
+def reactor(request, monkeypatch):
+    backend, mode = request.param
+    if mode is not None:
+        monkeypatch.setenv("LOOP_CURL_MODE", mode)
+    r = Reactor.create(backend)
     loop.set_reactor(r)
+    assert r.curl.mode == (mode or default_mode())
     yield r
     loop.set_reactor(None)
     r.close()

@@ -10,7 +10,7 @@ from __future__ import annotations
 import pytest
 
 import loop
-from corduroy import Couch, Database
+from corduroy import Couch, Database, Timeout
 from loop import Reactor
 from loop.curl import _KEEP_IDLE_SOCKETS, MODES, CurlDriver, _epoll, default_mode
 
@@ -104,3 +104,25 @@ def test_idle_connections_reset_by_the_server_wake_the_reactor_a_bounded_number_
         # The pool recovers: the next requests open new connections.
         again = run_all(reactor, [lambda cb, i=i: remote.get("d%02d" % i, callback=cb) for i in range(4)])
         assert [data["_id"] for data, _ in sorted(again, key=lambda a: a[0]["_id"])] == ["d00", "d01", "d02", "d03"]
+
+
+def test_a_reset_mid_body_is_retried_to_the_full_body(reactor, couch_url, db):
+    db.save({"_id": "big", "body": BIG})
+    with FaultProxy.for_url(couch_url) as proxy:
+        remote = Database(proxy.url_for(couch_url) + "/" + db.name)  # the default retry policy
+        proxy.reset_after(5000)
+        [(data, status)] = run_all(reactor, [lambda cb: remote.get("big", callback=cb)])
+        assert status.ok and data["body"] == BIG
+        assert proxy.severed == 1 and proxy.accepted >= 2
+
+
+def test_a_silent_server_hits_the_total_timeout_in_time(reactor, couch_url, db):
+    with FaultProxy.for_url(couch_url) as proxy:
+        remote = Database(proxy.url_for(couch_url) + "/" + db.name, timeout=0.5, retries=0)
+        proxy.stall()  # connections are accepted, nothing is answered
+        started = reactor.time()
+        [(_, status)] = run_all(reactor, [lambda cb: remote.info(callback=cb)])
+        elapsed = reactor.time() - started
+        proxy.heal()
+        assert status.error is Timeout
+        assert 0.45 <= elapsed < 2.5
