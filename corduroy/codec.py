@@ -17,7 +17,10 @@ __all__ = ["encode", "decode", "decode_plain", "JSONDecodeError"]
 JSONDecodeError = simplejson.JSONDecodeError
 
 _encoder = simplejson.JSONEncoder(
-    allow_nan=False, separators=(",", ":"), ensure_ascii=False, check_circular=True,
+    allow_nan=False, separators=(",", ":"), ensure_ascii=False,
+    # No marker dict per container: a structure that contains itself recurses
+    # until RecursionError, which encode() reports as such.
+    check_circular=False,
 )
 _decoder = simplejson.JSONDecoder(object_hook=Document)
 _plain_decoder = simplejson.JSONDecoder()

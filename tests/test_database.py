@@ -180,17 +180,24 @@ def test_design_and_local_ids_keep_their_prefix(db):
     assert db.info()["doc_count"] == 1
 
 
+def _contains_itself():
+    doc = {"_id": "loop", "parts": []}
+    doc["parts"].append(doc)
+    return doc
+
+
 @pytest.mark.parametrize("bad, message", [
     ({"_id": "s", "tags": {1, 2}}, "set"),
     ({"_id": "o", "thing": object()}, "object"),
     ({"_id": "n", "value": math.nan}, "NaN"),
     ({"_id": "i", "value": math.inf}, "Infinity"),
+    (_contains_itself(), "refers to itself"),
 ])
 def test_unserialisable_documents_raise_before_anything_is_sent(db, bad, message):
     good = {"_id": "good"}
     with pytest.raises((TypeError, ValueError)) as info:
         db.save([good, bad])
-    assert "cannot encode" in str(info.value)
+    assert "cannot encode" in str(info.value) and message in str(info.value)
     with pytest.raises((TypeError, ValueError)):
         db.save(bad)
     # Nothing was half-written: the good doc of the batch is not there, no id was taken.
