@@ -59,7 +59,9 @@ class _TimerHandle(Handle):
         self._fn: Optional[Callable[..., Any]] = fn
         self._args = args
         self._timer = pyuv.Timer(reactor.uv)
-        self._timer.start(self._fire, max(delay, 0.0), 0.0)
+        # libuv counts whole milliseconds (pyuv warns below one): a positive
+        # delay waits at least 1 ms, a zero or negative one fires next turn.
+        self._timer.start(self._fire, max(delay, 0.001) if delay > 0 else 0.0, 0.0)
 
     def _fire(self, timer: Any) -> None:
         timer.close()
