@@ -823,18 +823,8 @@ class CurlDriver:
             self._watchers[fd].update(False, False)
             self._masks[fd] = 0
             return
-        if self._closed:
-            return
         # READ is 1 and WRITE is 2, as are CSELECT_IN and CSELECT_OUT.
-        try:
-            _, running = self.multi.socket_action(fd, events)
-        except pycurl.error:  # pragma: no cover - libcurl reports per transfer
-            log.exception("socket_action failed")
-            running = -1
-        if running != self._active:
-            self._drain()
-        if self._timer_updates:
-            self._sync_timer()
+        self._action(fd, events)
 
     def _kick(self) -> None:
         self._kick_pending = False
