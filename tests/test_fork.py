@@ -157,13 +157,20 @@ def test_pool_workers_get_their_own_reactor_and_never_touch_the_parents_connecti
     # Nothing was sent or received on the parent's connections while the children ran or exited.
     if all(value is not None for value in before.values()):
         assert {fd: traffic(fd) for fd in parent} == before
-    # The parent's pooled connections still work: the same sockets carry its next requests.
+    # The parent's pooled connections still work: the same sockets carry its
+    # next requests, and no new connection is opened for them.
     again = ["doc%09d" % i for i in range(500, 508)]
     assert get_many(db, again) == again
     assert connections_to(port) == parent
     if all(value is not None for value in before.values()):
         after = {fd: traffic(fd) for fd in parent}
-        assert all(after[fd][0] > before[fd][0] and after[fd][1] > before[fd][1] for fd in parent)
+        # libcurl may put two of the eight on one connection (an answer can
+        # come back before the last request picks its connection), so not
+        # every socket need have moved.  No connection was opened (above)
+        # and all eight answers came back: these sockets carried them.
+        assert all(after[fd][0] >= before[fd][0] and after[fd][1] >= before[fd][1] for fd in parent)
+        assert sum(after[fd][1] - before[fd][1] for fd in parent) > 0
+        assert sum(1 for fd in parent if after[fd][0] > before[fd][0]) >= 2
 
 
 def test_a_child_forked_with_requests_in_flight_leaves_them_to_the_parent(canned, reactor):
