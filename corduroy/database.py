@@ -22,7 +22,7 @@ from .coalesce import Coalescer, coalescible_id, with_id
 from .conflicts import ConflictResolution, MergeFunction, take_server_rev
 from .document import Document
 from .exceptions import Conflict, NotFound
-from .http import CouchOperation, Server, finish, plain_json
+from .http import CouchOperation, Server, finish
 from .maintenance import MaintenanceMixin
 from .mango import MangoMixin
 from .replication import ReplicationMixin
@@ -293,9 +293,9 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
             for key in ("all_or_nothing", "new_edits"):
                 if key in options:
                     json_body[key] = options[key]
-            return self._request("POST", "/_bulk_docs", params=params, json=json_body, transform=plain_json(outcome),
-                                 what="documents")
-        return self._request("POST", "/_bulk_docs", params=params, body=body, transform=plain_json(outcome))
+            return self._request("POST", "/_bulk_docs", params=params, json=json_body, transform=outcome,
+                                 what="documents", plain=True)
+        return self._request("POST", "/_bulk_docs", params=params, body=body, transform=outcome, plain=True)
 
     def _take_uuids(self, count: int) -> Operation:
         cache = self.server.uuid_cache

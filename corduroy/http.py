@@ -255,7 +255,7 @@ def resend_counts(request: Request) -> Tuple[int, int]:
 
 def _on_response(request: Request) -> None:
     """Map a finished curl request to its Operation's ``(data, Status)``."""
-    op, transform, raw, server, _deadline = request.context
+    op, transform, raw, server, _deadline, plain = request.context
     code = request.code
     # The common case first: a buffered JSON answer in the 2xx range.
     if (request.errno is None and code is not None and 100 <= code < 300 and not raw
@@ -268,7 +268,7 @@ def _on_response(request: Request) -> None:
         try:
             if not body or request.method == "HEAD":
                 data = None
-            elif transform is not None and getattr(transform, "plain_json", False):
+            elif plain:
                 data = codec.decode_plain(body)
             else:
                 data = codec.decode(body)
@@ -424,12 +424,6 @@ def _follow_redirect(server: "Server", request: Request) -> Optional[HTTPError]:
     shown = redact_url(target) if target else "nowhere"
     return HTTPError(reason="redirected to %s; not followed: %s" % (shown, why), error="redirect",
                      code=request.code, method=request.method, url=redact_url(request.url))
-
-
-def plain_json(transform: Transform) -> Transform:
-    """Mark ``transform`` as wanting its answer as plain dicts, not :class:`Document` (cheaper to decode)."""
-    transform.plain_json = True  # type: ignore[attr-defined]
-    return transform
 
 
 def finish(op: Operation, callback: Optional[Callable[[Any, Status], Any]]) -> Any:
@@ -659,6 +653,7 @@ class Server:
         timeout: Optional[float] = None,
         on_chunk: Optional[Callable[[bytes], Any]] = None,
         idle_timeout: Optional[float] = None,
+        plain: bool = False,
     ) -> Operation:
         """Send a request; return its Operation (never blocks).
 
@@ -670,6 +665,8 @@ class Server:
         error (or a redirect) is buffered and raised as usual; an exception
         raised by the consumer aborts the transfer and fails the Operation.
         ``timeout`` and ``idle_timeout`` override the Server's (0: no limit).
+        ``plain=True`` decodes a JSON answer into plain dicts instead of
+        :class:`Document` (cheaper, for answers the caller only reads).
         """
         if json is not None:
             body = codec.encode(json, what)
@@ -691,7 +688,7 @@ class Server:
         req = Request(
             method, url, hdrs, body, on_done=_on_response, on_chunk=gate,
             timeout=t or 0, connect_timeout=self.connect_timeout or 0, low_speed=low,
-            options=self._options, context=(op, transform, raw, self, deadline),
+            options=self._options, context=(op, transform, raw, self, deadline, plain),
             max_body=self.max_response_size if on_chunk is None else None,
         )
         if gate is not None:
