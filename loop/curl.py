@@ -737,7 +737,6 @@ class CurlDriver:
         self.wakeups += 1
         masks = self._masks
         idle = self._idle
-        socket_action = self.multi.socket_action
         running = self._active
         for fd, ev in self._epoll.poll(0):
             mask = masks.get(fd)
@@ -757,15 +756,8 @@ class CurlDriver:
             action = (ev & _EPOLLIN) | ((ev & _EPOLLOUT) >> 1)
             if ev & _EPOLL_TROUBLE:
                 action |= mask
-            try:
-                _, running = socket_action(fd, action)
-            except pycurl.error:  # pragma: no cover - libcurl reports per transfer
-                log.exception("socket_action failed")
-                running = -1
-        if running != self._active:
-            self._drain()
-        if self._timer_updates:
-            self._sync_timer()
+            running = self._socket_action(fd, action)
+        self._settle(running)
 
     def _on_epoll_perform(self, _fd: int, _events: int) -> None:
         """Some curl socket changed state: consume the edges, then run every transfer that can move."""
@@ -852,11 +844,18 @@ class CurlDriver:
         """``socket_action`` on ``fd`` (or the timeout), then drain finished transfers."""
         if self._closed:
             return
+        self._settle(self._socket_action(fd, mask))
+
+    def _socket_action(self, fd: int, mask: int) -> int:
+        """``socket_action``; how many transfers libcurl says are running (-1 if it failed)."""
         try:
-            _, running = self.multi.socket_action(fd, mask)
+            return self.multi.socket_action(fd, mask)[1]
         except pycurl.error:  # pragma: no cover - libcurl reports per transfer
             log.exception("socket_action failed")
-            running = -1
+            return -1
+
+    def _settle(self, running: int) -> None:
+        """After ``socket_action``: drain what finished, then apply libcurl's last timer move."""
         if running != self._active:
             self._drain()
         if self._timer_updates:
