@@ -37,34 +37,24 @@ environment:
 Run `corduroy COMMAND --help` for a command's options.""" % (DEFAULT_URL, EXIT_CODES_HELP)
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
-    if value < 1:
-        raise argparse.ArgumentTypeError("must be at least 1, got %d" % value)
-    return value
+def _number(convert: Callable[[str], Any], kind: str, ok: Callable[[Any], bool],
+            must: str) -> Callable[[str], Any]:
+    """An argparse type: ``convert(text)``, refused unless ``ok`` (``must`` says what is allowed)."""
+    def parse(text: str) -> Any:
+        try:
+            value = convert(text)
+        except ValueError:
+            raise argparse.ArgumentTypeError("%r is not %s" % (text, kind)) from None
+        if not ok(value):
+            raise argparse.ArgumentTypeError("must be %s, got %s" % (must, text))
+        return value
+
+    return parse
 
 
-def _non_negative_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not an integer" % text) from None
-    if value < 0:
-        raise argparse.ArgumentTypeError("must be 0 or more, got %d" % value)
-    return value
-
-
-def _seconds(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError("%r is not a number of seconds" % text) from None
-    if not value > 0:
-        raise argparse.ArgumentTypeError("must be more than 0, got %s" % text)
-    return value
+_positive_int = _number(int, "an integer", lambda value: value >= 1, "at least 1")
+_non_negative_int = _number(int, "an integer", lambda value: value >= 0, "0 or more")
+_seconds = _number(float, "a number of seconds", lambda value: value > 0, "more than 0")
 
 
 class _Parser(argparse.ArgumentParser):
