@@ -17,9 +17,13 @@ import urllib.error
 import urllib.parse
 import urllib.request
 import uuid
-from typing import Any, Iterator, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Iterator, Optional, Tuple
 
 import pytest
+
+if TYPE_CHECKING:
+    from benchmarks.canned import CannedServer
+    from loop import Reactor
 
 
 def _split_credentials(url: str) -> Tuple[str, Optional[str]]:
@@ -88,6 +92,30 @@ def server_kind(couch_url: str) -> str:
         if "express-pouchdb" in welcome:
             return "pouchdb"
     raise RuntimeError(f"unrecognised server at GET / (HTTP {status}): {welcome!r}")
+
+
+@pytest.fixture(scope="module")
+def canned() -> Iterator["CannedServer"]:
+    """The benchmark harness's canned CouchDB on a free loopback port (kept-alive connections never time out)."""
+    from benchmarks.canned import CannedServer
+
+    with CannedServer(docs=1000) as server:
+        yield server
+
+
+@pytest.fixture
+def reactor() -> Iterator["Reactor"]:
+    """A fresh default reactor for this thread (the one forked children inherit), closed after the test.
+
+    Modules that test the reactor itself define their own.
+    """
+    import loop
+
+    r = loop.Reactor.create()
+    loop.set_reactor(r)
+    yield r
+    loop.set_reactor(None)
+    r.close()
 
 
 @pytest.fixture

@@ -16,35 +16,15 @@ import multiprocessing
 import os
 import socket
 import struct
-from typing import Any, Dict, Iterator, List, Optional, Set, Tuple
+from typing import Any, Dict, List, Optional, Set, Tuple
 
-import pytest
 
 import loop
-from benchmarks.canned import CannedServer
 from corduroy import Couch, Database
-from loop import Reactor
 
 #: ``struct tcp_info``: ``tcpi_bytes_acked`` and ``tcpi_bytes_received`` (Linux 4.2+).
 _TCP_INFO_LEN = 136
 _BYTES_AT = 120
-
-
-@pytest.fixture(scope="module")
-def canned() -> Iterator[CannedServer]:
-    """The benchmark harness's canned CouchDB (no idle timeout on kept-alive connections)."""
-    with CannedServer(docs=1000) as server:
-        yield server
-
-
-@pytest.fixture
-def reactor() -> Iterator[Reactor]:
-    """A fresh default reactor for this thread (the one children inherit), closed after."""
-    r = Reactor.create()
-    loop.set_reactor(r)
-    yield r
-    loop.set_reactor(None)
-    r.close()
 
 
 def connections_to(port: int) -> Dict[int, int]:

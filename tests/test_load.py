@@ -19,12 +19,11 @@ import os
 import socket
 import threading
 import time
-from typing import Any, Callable, Dict, Iterator, List, Tuple
+from typing import Any, Callable, Dict, List, Tuple
 
 import pytest
 
 import loop
-from benchmarks.canned import CannedServer
 from corduroy import Couch, Database, NotFound
 from loop import Cancelled, Reactor
 
@@ -67,23 +66,6 @@ def measure() -> Tuple[int, int]:
     """
     gc.collect()
     return open_fds(), rss_kb()
-
-
-@pytest.fixture(scope="module")
-def canned() -> Iterator[CannedServer]:
-    """The benchmark harness's canned CouchDB on a free loopback port."""
-    with CannedServer(docs=1000) as server:
-        yield server
-
-
-@pytest.fixture
-def reactor() -> Iterator[Reactor]:
-    """A fresh default reactor for this thread, closed after the test."""
-    r = Reactor.create()
-    loop.set_reactor(r)
-    yield r
-    loop.set_reactor(None)
-    r.close()
 
 
 def run_for(reactor: Reactor, seconds: float) -> None:

@@ -328,7 +328,7 @@ class _Canned(http.server.BaseHTTPRequestHandler):
 
 
 @pytest.fixture(scope="module")
-def canned() -> Iterator[str]:
+def error_pages() -> Iterator[str]:
     server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), _Canned)
     thread = threading.Thread(target=server.serve_forever, daemon=True)
     thread.start()
@@ -341,9 +341,9 @@ def canned() -> Iterator[str]:
 
 
 @pytest.mark.parametrize("style", STYLES)
-def test_a_streamed_error_page_maps_to_its_http_exception(style, canned):
+def test_a_streamed_error_page_maps_to_its_http_exception(style, error_pages):
     rows: List[Any] = []
-    db = Database(canned + "/db")
+    db = Database(error_pages + "/db")
     with pytest.raises(ServiceUnavailable) as info:
         call(style, streamed, db, "GET", "/html-503", on_row=rows.append)
     assert "Service Unavailable" in str(info.value.reason)
@@ -354,8 +354,8 @@ def test_a_streamed_error_page_maps_to_its_http_exception(style, canned):
 
 
 @pytest.mark.parametrize("style", STYLES)
-def test_a_streamed_body_that_is_not_the_expected_json_is_a_bad_response(style, canned):
-    db = Database(canned + "/db")
+def test_a_streamed_body_that_is_not_the_expected_json_is_a_bad_response(style, error_pages):
+    db = Database(error_pages + "/db")
     with pytest.raises(BadResponse) as info:
         call(style, streamed, db, "GET", "/not-json", on_row=print)
     assert "not a JSON object" in str(info.value)
