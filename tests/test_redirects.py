@@ -5,15 +5,13 @@ from __future__ import annotations
 import base64
 import http.server
 import json
-import threading
-from collections import defaultdict, deque
 
 import pytest
 
 from corduroy import Couch, Database, HTTPError
+from tests.scripted import ScriptedServer
 from tests.styles import STYLES, call
 
-WAIT = 10.0
 AUTH = "Basic " + base64.b64encode(b"alice:s3cret").decode()
 
 
@@ -44,46 +42,24 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class Site(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.seen: list = []
-        self.scripts: dict = defaultdict(deque)
-
-    @property
-    def url(self) -> str:
-        return "http://127.0.0.1:%d" % self.server_address[1]
+class Site(ScriptedServer):
+    handler = _Handler
 
     def redirect(self, path: str, code: int, location: str, times: int = 1) -> None:
         self.scripts[path].extend([(code, location)] * times)
 
 
-def _site():
-    server = Site()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    return server, thread
-
-
 @pytest.fixture
 def origin():
-    server, thread = _site()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(WAIT)
+    with Site.running() as server:
+        yield server
 
 
 @pytest.fixture
 def elsewhere():
     """Another server (another port): it must never see a request with credentials."""
-    server, thread = _site()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(WAIT)
+    with Site.running() as server:
+        yield server
 
 
 def couch_for(site, **options):

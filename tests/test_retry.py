@@ -10,7 +10,6 @@ import logging
 import random
 import threading
 import time
-from collections import defaultdict, deque
 
 import pytest
 
@@ -21,9 +20,9 @@ from corduroy import (
 )
 from corduroy.http import Server, is_idempotent
 from corduroy.retry import DEFAULT_STATUSES, RetryPolicy, retry_after_seconds
+from tests.scripted import ScriptedServer
 from tests.styles import STYLES, call
 
-WAIT = 10.0
 
 
 # -- a scripted server ------------------------------------------------------------------------------
@@ -60,17 +59,8 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
-class Scripted(http.server.ThreadingHTTPServer):
-    daemon_threads = True
-
-    def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.seen: list = []
-        self.scripts: dict = defaultdict(deque)
-
-    @property
-    def url(self) -> str:
-        return "http://127.0.0.1:%d" % self.server_address[1]
+class Scripted(ScriptedServer):
+    handler = _Handler
 
     def script(self, path: str, *steps, method: str = None) -> None:
         """Answer the next requests to ``path`` (and ``method``, if given) with ``steps`` in order."""
@@ -86,13 +76,8 @@ class Scripted(http.server.ThreadingHTTPServer):
 
 @pytest.fixture
 def stub():
-    server = Scripted()
-    thread = threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True)
-    thread.start()
-    yield server
-    server.shutdown()
-    server.server_close()
-    thread.join(WAIT)
+    with Scripted.running() as server:
+        yield server
 
 
 def fast(retries=3, **kw):
@@ -232,9 +217,7 @@ def test_a_write_that_was_never_sent_is_retried(stub):
     late = {}
 
     def start_server():
-        server = http.server.ThreadingHTTPServer(("127.0.0.1", port), _Handler)
-        server.seen, server.scripts = [], defaultdict(deque)
-        server.daemon_threads = True
+        server = Scripted(port)
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         late["server"] = server
 
