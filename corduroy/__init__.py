@@ -19,12 +19,33 @@ from .couch import Couch
 from .database import Database
 from .document import Document
 from .exceptions import (
-    BadRequest, BadResponse, Conflict, ConnectionFailed, CouchError, ExpectationFailed, Forbidden,
-    HTTPError, MethodNotAllowed, NotAcceptable, NotFound, PreconditionFailed, RequestTooLarge,
-    ResponseTooLarge, ServerError, ServiceUnavailable, Timeout, TLSError, TooManyRequests,
-    TransportError, Unauthorized, UnknownOutcome, UnsupportedMediaType,
+    BadRequest,
+    BadResponse,
+    Conflict,
+    ConnectionFailed,
+    CouchError,
+    ExpectationFailed,
+    Forbidden,
+    HTTPError,
+    MethodNotAllowed,
+    NotAcceptable,
+    NotFound,
+    PreconditionFailed,
+    RequestTooLarge,
+    ResponseTooLarge,
+    ServerError,
+    ServiceUnavailable,
+    Timeout,
+    TLSError,
+    TooManyRequests,
+    TransportError,
+    Unauthorized,
+    UnknownOutcome,
+    UnsupportedMediaType,
 )
+from .http import DEFAULT_CONNECT_TIMEOUT, DEFAULT_IDLE_TIMEOUT, timeouts
 from .relax import relax
+from .request_headers import ProxyAuth, headers
 from .retry import RetryPolicy
 from .views import Formatted, Pager, Row, View
 
@@ -38,4 +59,6 @@ __all__ = [
     "ChangesFeed",
     "View", "Row", "Formatted", "Pager",
     "RetryPolicy",
+    "timeouts", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_IDLE_TIMEOUT",
+    "headers", "ProxyAuth",
 ]

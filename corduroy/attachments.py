@@ -12,7 +12,9 @@ import os
 from typing import TYPE_CHECKING, Any, Callable, Optional, Tuple, Union
 
 from loop import Status
+from loop.redact import describe
 
+from .contract import io_methods
 from .http import finish
 from .urls import doc_path, quote_segment
 
@@ -84,7 +86,7 @@ def _check_filename(filename: Any) -> str:
     if not filename:
         raise ValueError("an attachment name cannot be empty")
     if filename.startswith("_"):
-        raise ValueError("attachment names cannot start with '_' (CouchDB refuses %r)" % filename)
+        raise ValueError("attachment names cannot start with '_' (CouchDB refuses %s)" % describe(filename))
     return filename
 
 
@@ -99,7 +101,7 @@ def _doc_id(id_or_doc: Any, what: str) -> str:
     else:
         raise TypeError("%s takes a document id or a dict with an _id, not %s" % (what, type(id_or_doc).__name__))
     if not isinstance(doc_id, str) or not doc_id:
-        raise TypeError("document ids are non-empty strings, got %r" % (doc_id,))
+        raise TypeError("document ids are non-empty strings, got %s" % describe(doc_id))
     return doc_id
 
 
@@ -114,6 +116,7 @@ def _updating(doc: dict) -> Callable[[Any, Status], Any]:
     return applied
 
 
+@io_methods
 class AttachmentsMixin:
     """Database methods: put, get and delete attachments."""
 

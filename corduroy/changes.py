@@ -36,17 +36,28 @@ import logging
 import random
 from collections import deque
 from typing import (
-    Any, AsyncIterator, Callable, Deque, Dict, Iterator, List, Optional, Set, Tuple,
+    Any,
+    AsyncIterator,
+    Callable,
+    Deque,
+    Dict,
+    Iterator,
+    List,
+    Optional,
+    Set,
+    Tuple,
 )
 
 from loop import Operation, Status, get_reactor
 from loop.operation import OK, Cancelled
+from loop.redact import describe, redact_text, type_name
 
 from . import codec
+from .contract import io_methods
 from .exceptions import BadResponse, HTTPError
 from .http import CouchOperation, finish
 
-__all__ = ["ChangesMixin", "ChangesFeed", "Listener"]
+__all__ = ["ChangesMixin", "ChangesFeed", "DbUpdatesFeed", "Listener"]
 
 log = logging.getLogger("corduroy")
 
@@ -81,11 +92,11 @@ _UNSET: Any = object()
 # -- request building ----------------------------------------------------------
 def _strip_design(name: Any, what: str) -> str:
     if not isinstance(name, str) or not name:
-        raise TypeError("%s must be a non-empty str like 'ddoc/name', got %r" % (what, name))
+        raise TypeError("%s must be a non-empty str like 'ddoc/name', got %s" % (what, describe(name)))
     if name.startswith("_design/"):
         name = name[len("_design/"):]
     if name.count("/") != 1 or name.startswith("/") or name.endswith("/"):
-        raise ValueError("%s must look like 'ddoc/name', got %r" % (what, name))
+        raise ValueError("%s must look like 'ddoc/name', got %s" % (what, describe(name)))
     return name
 
 
@@ -94,7 +105,7 @@ def _check_seq(since: Any) -> Any:
         return since
     if isinstance(since, list):  # CouchDB 1.x clustered seqs were arrays
         return since
-    raise TypeError("since must be a sequence value from the server (str or int) or 'now', got %r" % (since,))
+    raise TypeError("since must be a sequence value from the server (str or int) or 'now', got %s" % describe(since))
 
 
 def _changes_request(opts: Dict[str, Any]) -> Tuple[str, Dict[str, Any], Optional[bytes]]:
@@ -112,18 +123,18 @@ def _changes_request(opts: Dict[str, Any]) -> Tuple[str, Dict[str, Any], Optiona
     view = opts.pop("view", None)
     body: Optional[Dict[str, Any]] = None
     if filt is not None and not isinstance(filt, str):
-        raise TypeError("filter must be a str ('ddoc/name', '_doc_ids', '_selector', '_view'), got %r" % (filt,))
+        raise TypeError("filter must be a str ('ddoc/name', '_doc_ids', '_selector', '_view'), got %s" % describe(filt))
     if doc_ids is not None:
         if filt is None:
             filt = "_doc_ids"
         elif filt != "_doc_ids":
-            raise ValueError("doc_ids goes with filter='_doc_ids', not %r" % filt)
+            raise ValueError("doc_ids goes with filter='_doc_ids', not %s" % describe(filt))
         if isinstance(doc_ids, (str, bytes)) or not isinstance(doc_ids, (list, tuple, set, frozenset)):
-            raise TypeError("doc_ids must be a list of document ids, got %r" % (doc_ids,))
+            raise TypeError("doc_ids must be a list of document ids, got %s" % describe(doc_ids))
         ids = list(doc_ids)
         for doc_id in ids:
             if not isinstance(doc_id, str) or not doc_id:
-                raise TypeError("document ids are non-empty strings, got %r" % (doc_id,))
+                raise TypeError("document ids are non-empty strings, got %s" % describe(doc_id))
         body = {"doc_ids": ids}
     elif filt == "_doc_ids":
         raise ValueError("filter='_doc_ids' needs doc_ids=[...]")
@@ -131,9 +142,9 @@ def _changes_request(opts: Dict[str, Any]) -> Tuple[str, Dict[str, Any], Optiona
         if filt is None:
             filt = "_selector"
         elif filt != "_selector":
-            raise ValueError("selector goes with filter='_selector', not %r" % filt)
+            raise ValueError("selector goes with filter='_selector', not %s" % describe(filt))
         if not isinstance(selector, dict):
-            raise TypeError("selector must be a dict (a Mango selector), got %r" % (selector,))
+            raise TypeError("selector must be a dict (a Mango selector), got %s" % describe(selector))
         body = {"selector": selector}
     elif filt == "_selector":
         raise ValueError("filter='_selector' needs selector={...}")
@@ -141,7 +152,7 @@ def _changes_request(opts: Dict[str, Any]) -> Tuple[str, Dict[str, Any], Optiona
         if filt is None:
             filt = "_view"
         elif filt != "_view":
-            raise ValueError("view goes with filter='_view', not %r" % filt)
+            raise ValueError("view goes with filter='_view', not %s" % describe(filt))
         view = _strip_design(view, "view")
     elif filt == "_view":
         raise ValueError("filter='_view' needs view='ddoc/view'")
@@ -157,19 +168,19 @@ def _changes_request(opts: Dict[str, Any]) -> Tuple[str, Dict[str, Any], Optiona
     for name in ("limit", "seq_interval"):
         value = opts.get(name)
         if value is not None and (not isinstance(value, int) or isinstance(value, bool) or value < 0):
-            raise ValueError("%s must be an int >= 0, got %r" % (name, value))
+            raise ValueError("%s must be an int >= 0, got %s" % (name, describe(value)))
     style = opts.get("style")
     if style is not None and style not in STYLES:
-        raise ValueError("style must be one of %s, got %r" % (", ".join(STYLES), style))
+        raise ValueError("style must be one of %s, got %s" % (", ".join(STYLES), describe(style)))
     heartbeat = opts.get("heartbeat")
     if heartbeat is False:
         opts["heartbeat"] = None
     elif heartbeat is not None and heartbeat is not True and (
             not isinstance(heartbeat, int) or isinstance(heartbeat, bool) or heartbeat <= 0):
-        raise ValueError("heartbeat is in milliseconds (an int > 0) or True, got %r" % (heartbeat,))
+        raise ValueError("heartbeat is in milliseconds (an int > 0) or True, got %s" % describe(heartbeat))
     timeout = opts.get("timeout")
     if timeout is not None and (not isinstance(timeout, (int, float)) or isinstance(timeout, bool) or timeout < 0):
-        raise ValueError("timeout is in milliseconds (a number >= 0), got %r" % (timeout,))
+        raise ValueError("timeout is in milliseconds (a number >= 0), got %s" % describe(timeout))
     params.update(opts)
     payload = codec.encode(body, "the _changes filter") if body is not None else None
     return ("POST" if payload is not None else "GET"), params, payload
@@ -230,6 +241,7 @@ class _Cursor:
 
 
 # -- the continuous feed ---------------------------------------------------------
+@io_methods
 class ChangesFeed:
     """A persistent, self-healing listener on a database's continuous ``_changes`` feed.
 
@@ -267,17 +279,23 @@ class ChangesFeed:
     ``reactor.call_soon_threadsafe(feed.stop)``).
     """
 
+    #: The feed's path under ``db``; what marks a line as an event; whether ``since="now"`` is pinned to a seq first.
+    _PATH = "/_changes"
+    _ITEM_FIELD = "id"
+    _PIN_NOW = True
+
     def __init__(self, db: Any, callback: Optional[Listener] = None, latency: float = DEFAULT_LATENCY,
                  on_error: Optional[Callable[[BaseException], Any]] = None, since: Any = None,
                  heartbeat: Any = _UNSET, limit: Optional[int] = None, **options: Any) -> None:
         if callback is not None and not callable(callback):
-            raise TypeError("the listener must be callable as listener(last_seq, changes), got %r" % (callback,))
+            raise TypeError("the listener must be callable as listener(last_seq, changes), got %s"
+                            % type_name(callback))
         if on_error is not None and not callable(on_error):
-            raise TypeError("on_error must be callable as on_error(exception), got %r" % (on_error,))
+            raise TypeError("on_error must be callable as on_error(exception), got %s" % type_name(on_error))
         if not isinstance(latency, (int, float)) or isinstance(latency, bool) or latency < 0:
-            raise ValueError("latency is in seconds (a number >= 0), got %r" % (latency,))
+            raise ValueError("latency is in seconds (a number >= 0), got %s" % describe(latency))
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
-            raise ValueError("limit must be an int >= 1, got %r" % (limit,))
+            raise ValueError("limit must be an int >= 1, got %s" % describe(limit))
         options.pop("feed", None)
         if heartbeat is _UNSET:
             heartbeat = DEFAULT_HEARTBEAT
@@ -421,7 +439,7 @@ class ChangesFeed:
     def __repr__(self) -> str:
         state = "running" if self.running else ("failed" if self.error is not None else "stopped")
         kind = "iterator" if self.callback is None else "listener"
-        return "<ChangesFeed %r %s %s last_seq=%r>" % (self.db.url, kind, state, self.last_seq)
+        return "<%s %r %s %s last_seq=%r>" % (type(self).__name__, self.db.url, kind, state, self.last_seq)
 
     # -- connection -------------------------------------------------------------------
     def _abandon(self) -> None:
@@ -446,7 +464,7 @@ class ChangesFeed:
         self._got_data = False
         self._replay = set(self._cursor.window)
         since = self._cursor.since
-        if since == "now":
+        if since == "now" and self._PIN_NOW:
             # Pin "now" to a real seq first, so a reconnection misses nothing.
             op = self.db._request("GET")
             self._op = op
@@ -458,7 +476,7 @@ class ChangesFeed:
         if self.limit is not None:
             params["limit"] = self.limit - self._count
         try:
-            op = self.db._request(self._method, "/_changes", params=params, body=self._body, timeout=0,
+            op = self.db._request(self._method, self._PATH, params=params, body=self._body, timeout=0,
                                   raw=True, on_chunk=lambda chunk: self._on_chunk(gen, chunk))
         except RuntimeError as exc:  # the reactor (its curl driver) was closed under the feed
             self._shut_down(exc)
@@ -506,10 +524,10 @@ class ChangesFeed:
                 item = codec.decode(line)
             except (ValueError, UnicodeDecodeError):
                 raise BadResponse(reason="the changes feed sent a line that is not JSON: %r" % line[:200],
-                                  method=self._method, url=self.db.url + "/_changes") from None
+                                  method=self._method, url=self.db.url + self._PATH) from None
             if not isinstance(item, dict):
                 continue
-            if "id" in item:
+            if self._ITEM_FIELD in item:
                 self._got_data = True
                 if self._accept(item):
                     accepted = True
@@ -612,7 +630,7 @@ class ChangesFeed:
             try:
                 self.on_error(exc)
             except Exception:
-                log.exception("exception in changes feed on_error handler %r", self.on_error)
+                log.exception("exception in changes feed on_error handler %s", redact_text(repr(self.on_error)))
 
     # -- delivery ------------------------------------------------------------------------
     def _schedule_delivery(self) -> None:
@@ -652,11 +670,11 @@ class ChangesFeed:
         try:
             self.callback(seq, changes)  # type: ignore[misc]
         except Exception:
-            log.exception("exception in changes listener %r", self.callback)
+            log.exception("exception in changes listener %s", redact_text(repr(self.callback)))
 
     def _next(self, batch: bool, callback: Callback) -> Any:
         if callback is not None and not callable(callback):
-            raise TypeError("callback must be callable, got %r" % (callback,))
+            raise TypeError("callback must be callable, got %s" % type_name(callback))
         if self.callback is not None:
             raise TypeError("this feed delivers to its listener; next() is for feeds made by db.follow()")
         if not self._started:
@@ -699,7 +717,49 @@ class ChangesFeed:
                 break
 
 
+class _ServerTarget:
+    """What a feed needs of its database, for a server-wide feed: ``url`` and ``_request``."""
+
+    def __init__(self, server: Any) -> None:
+        self.server = server
+        self.url = server.url
+
+    def _request(self, method: str, path: str = "", **kwargs: Any) -> Operation:
+        return self.server.request(method, path or "/", **kwargs)  # type: ignore[no-any-return]
+
+
+#: The options of a continuous ``_db_updates`` feed besides those :class:`ChangesFeed` takes itself.
+DB_UPDATES_OPTIONS = frozenset({"timeout"})
+
+
+class DbUpdatesFeed(ChangesFeed):
+    """The server's ``_db_updates`` feed (databases created, updated, deleted), continuous and self-healing.
+
+    Made by ``couch.db_updates(feed="continuous", callback=listener)`` or
+    ``couch.follow_db_updates()``; it works as :class:`ChangesFeed` does
+    (listener or iterator, reconnects and resumes from the last event's
+    ``seq``), with events ``{db_name, type, seq}``.  ``since="now"`` is sent
+    as it is: until the first event arrives, a reconnection starts from
+    "now" again and may miss events of the gap.  Admins only; CouchDB 2+.
+    """
+
+    _PATH = "/_db_updates"
+    _ITEM_FIELD = "db_name"
+    _PIN_NOW = False
+
+    def __init__(self, server: Any, callback: Optional[Listener] = None, latency: float = DEFAULT_LATENCY,
+                 on_error: Optional[Callable[[BaseException], Any]] = None, since: Any = None,
+                 heartbeat: Any = _UNSET, limit: Optional[int] = None, **options: Any) -> None:
+        options.pop("feed", None)
+        unknown = sorted(set(options) - DB_UPDATES_OPTIONS)
+        if unknown:
+            raise TypeError("unknown _db_updates feed option(s) %s (known: since, limit, heartbeat, timeout, "
+                            "latency, on_error)" % ", ".join(map(describe, unknown)))
+        super().__init__(_ServerTarget(server), callback, latency, on_error, since, heartbeat, limit, **options)
+
+
 # -- the mixin ------------------------------------------------------------------
+@io_methods
 class ChangesMixin:
     """Database methods for the ``_changes`` feed."""
 
@@ -725,7 +785,7 @@ class ChangesMixin:
         """
         feed = opts.pop("feed", None) or "normal"
         if feed not in FEEDS:
-            raise ValueError("feed must be one of %s, got %r" % (", ".join(FEEDS), feed))
+            raise ValueError("feed must be one of %s, got %s" % (", ".join(FEEDS), describe(feed)))
         if feed == "continuous":
             return self._continuous(callback, opts)
         for name in ("latency", "on_error"):

@@ -43,12 +43,20 @@ import weakref
 from typing import TYPE_CHECKING, Any, Dict, List, Optional, Tuple
 
 from loop import Operation, Status
+from loop.redact import describe
 
 from . import codec
 from .conflicts import ConflictResolution
 from .document import Document
 from .exceptions import (
-    BadRequest, BadResponse, Conflict, CouchError, Forbidden, HTTPError, NotFound, Unauthorized,
+    BadRequest,
+    BadResponse,
+    Conflict,
+    CouchError,
+    Forbidden,
+    HTTPError,
+    NotFound,
+    Unauthorized,
 )
 from .http import CouchOperation
 from .urls import doc_path, encode_query
@@ -383,8 +391,7 @@ class Coalescer:
                 if then is not None:
                     then()
 
-        self.db._request("PUT", "/" + doc_path(doc_id), body=entry.body,
-                         what="document %r" % doc_id).add_callback(done)
+        self.db._request("PUT", "/" + doc_path(doc_id), body=entry.body).add_callback(done)
 
     def _saved(self, entry: _Save, result: Any, status: Status) -> None:
         doc = entry.doc
@@ -466,7 +473,7 @@ def _assign_id(entry: _Save, new_id: str) -> None:
 def with_id(encoded: bytes, doc: dict, new_id: str) -> bytes:
     """``encoded`` (a doc without an ``_id``, encoded) with ``"_id": new_id`` spliced in."""
     if b'"_id"' in encoded or not encoded.startswith(b"{"):
-        return codec.encode(doc, "document %r" % new_id)  # it held "_id": null: encode anew
+        return codec.encode(doc, "document %s" % describe(new_id))  # it held "_id": null: encode anew
     head = b'{"_id":' + codec.encode(new_id)
     return head + b"}" if encoded == b"{}" else head + b"," + encoded[1:]
 

@@ -9,6 +9,8 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional
 
+from .contract import io_methods
+
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
 
@@ -29,6 +31,7 @@ def take_server_rev(local: dict, server: Optional[dict]) -> dict:
     return local
 
 
+@io_methods
 class ConflictResolution:
     """What a ``save`` did: ``resolved`` docs written, ``pending`` docs in conflict.
 

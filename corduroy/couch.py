@@ -5,6 +5,7 @@ from typing import Any, Callable, Generator, Optional, Tuple
 
 from loop import Status, get_reactor, trampoline
 
+from .contract import blocking, io_methods
 from .database import Database, http2_curl_options
 from .exceptions import NotFound, PreconditionFailed
 from .http import CouchOperation, Server, finish
@@ -17,6 +18,7 @@ __all__ = ["Couch"]
 Callback = Optional[Callable[[Any, Status], Any]]
 
 
+@io_methods
 class Couch(ServerMixin, SessionMixin):
     """A CouchDB server.
 
@@ -95,6 +97,7 @@ class Couch(ServerMixin, SessionMixin):
         validate_db_name(name)
         return self._database(name).exists(callback=callback)
 
+    @blocking
     def __contains__(self, name: str) -> bool:
         """``name in couch`` (blocking; inside a reactor use ``yield couch.contains(name)``)."""
         if get_reactor().in_async_context():
@@ -104,6 +107,14 @@ class Couch(ServerMixin, SessionMixin):
     def all_dbs(self, callback: Callback = None, **options: Any) -> Any:
         """The names of all databases on the server."""
         return finish(self.server.request("GET", "/_all_dbs", params=options or None), callback)
+
+    def info(self, callback: Callback = None) -> Any:
+        """The server's welcome document (``GET /``): ``{couchdb, version, vendor, features, ...}``.
+
+        >>> couch.info()["version"]                   # doctest: +SKIP
+        '3.4.3'
+        """
+        return finish(self.server.request("GET", "/"), callback)
 
     def version(self, callback: Callback = None) -> Any:
         """The server's version string."""
@@ -127,7 +138,20 @@ class Couch(ServerMixin, SessionMixin):
         """The ``_replicator`` system database."""
         return self._database("_replicator")
 
-    def __getitem__(self, name: str) -> Database:
-        """``couch["name"]``: the :class:`Database` (no I/O, no existence check)."""
+    def database(self, name: str) -> Database:
+        """The :class:`Database` ``name`` on this server, without any I/O (no existence check)."""
         validate_db_name(name)
         return self._database(name)
+
+    @blocking
+    def __getitem__(self, name: str) -> Database:
+        """``couch["name"]``: the :class:`Database`, checked to exist (blocking; NotFound otherwise).
+
+        NotFound is also a KeyError.  Inside a reactor use ``yield
+        couch.db(name)``; :meth:`database` gives the object with no I/O.
+        """
+        validate_db_name(name)
+        if get_reactor().in_async_context():
+            raise RuntimeError("couch[name] blocks (it checks that the database exists); inside a reactor use "
+                               "`yield couch.db(name)`, or couch.database(name) for no check")
+        return self.db(name)  # type: ignore[no-any-return]

@@ -8,25 +8,28 @@ it blocks and returns the data or raises.
 """
 from __future__ import annotations
 
+import re
 import weakref
-from typing import Any, Callable, Dict, Generator, List, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple, Union
 
 import pycurl
 
 from loop import Operation, Status, completed, get_reactor, trampoline
+from loop.redact import describe
 
 from . import codec
 from .attachments import AttachmentsMixin
 from .changes import ChangesMixin
 from .coalesce import Coalescer, coalescible_id, with_id
 from .conflicts import ConflictResolution, MergeFunction, take_server_rev
+from .contract import blocking, io_methods
 from .document import Document
 from .exceptions import Conflict, NotFound
 from .http import CouchOperation, Server, finish
 from .maintenance import MaintenanceMixin
 from .mango import MangoMixin
 from .replication import ReplicationMixin
-from .urls import doc_path, quote_segment, split_credentials, validate_db_name
+from .urls import check_doc_id, doc_path, quote_segment, split_credentials, validate_db_name
 from .views import ViewsMixin
 
 __all__ = ["Database"]
@@ -37,6 +40,7 @@ Callback = Optional[Callable[[Any, Status], Any]]
 UUID_BATCH = 100
 
 
+@io_methods
 class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, MaintenanceMixin, ReplicationMixin):
     """A CouchDB database.
 
@@ -152,7 +156,9 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
     def _fetch_many(self, ids: List[str], **options: Any) -> Operation:
         for doc_id in ids:
             if not isinstance(doc_id, str) or not doc_id:
-                raise TypeError("document ids are non-empty strings, got %r" % (doc_id,))
+                raise TypeError("document ids are non-empty strings, got %s" % describe(doc_id))
+            if doc_id[0] == "_":
+                check_doc_id(doc_id)
         if not ids:
             return completed([], reactor=get_reactor())
         params = dict(options)
@@ -170,8 +176,17 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         raises :class:`Conflict`; in a list, conflicts are reported per doc in
         ``pending``.  ``merge=fn`` or ``force=True`` resolve conflicts at once
         (see :meth:`ConflictResolution.resolve`).  Options: ``batch="ok"``,
-        ``all_or_nothing=True`` (lists), ``new_edits=False`` (lists).
+        ``new_edits=False`` (lists), ``w=N`` (a cluster answers once N copies
+        of the shard have the write, instead of a quorum: ``w=3`` on an n=3
+        cluster makes the write visible to every read that follows, views
+        and ``_changes`` included; more copies than there are gives 202,
+        still written), ``all_or_nothing=True`` (lists; CouchDB 1.x only:
+        CouchDB 2 and later refuse it, ExpectationFailed).
         A list with ``_deleted: True`` docs deletes them.
+
+        An ``_id`` starting with ``_`` other than ``_design/...`` or
+        ``_local/...`` raises ValueError before anything is sent (and nothing
+        of a list is written).
         """
         if force and merge is None:
             merge = take_server_rev
@@ -180,7 +195,9 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         # Encode everything before any I/O, once: a bad doc raises here and nothing is sent.
         if isinstance(doc_or_docs, dict):
             doc = doc_or_docs
-            body = codec.encode(doc, "document %r" % (doc.get("_id", "(new)"),))
+            if "_id" in doc and doc["_id"] is not None:
+                check_doc_id(doc["_id"])
+            body = codec.encode_document(doc)
             if merge is None and not options:
                 doc_id = doc.get("_id")
                 if self.coalesce and (doc_id is None or coalescible_id(doc_id)):
@@ -194,6 +211,9 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         for doc in docs:
             if not isinstance(doc, dict):
                 raise TypeError("documents are dicts, not %s" % type(doc).__name__)
+            doc_id = doc.get("_id")
+            if doc_id is not None and (type(doc_id) is not str or not doc_id or doc_id[0] == "_"):
+                check_doc_id(doc_id)  # raises unless it is a _design/ or _local/ id
         encoded = _encode_bulk(docs, options)
         return self._run(self._save(list(docs), False, merge, options, encoded), callback)
 
@@ -229,7 +249,7 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         A conflict leaves the doc in ``pending``, or with ``conflict_raises``
         fails the Operation with :class:`Conflict` (status 409).
         """
-        params = {k: v for k, v in options.items() if k in ("batch", "new_edits", "rev")} or None
+        params = {k: v for k, v in options.items() if k in ("batch", "new_edits", "rev", "w")} or None
         op = CouchOperation(get_reactor())
         url = self.url + "/" + doc_path(doc["_id"])
 
@@ -250,18 +270,18 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
                 outcome.resolved[doc["_id"]] = doc
             op.complete(outcome, Status(status.code, header_lines=None, headers=status.headers))
 
-        what = "document %r" % doc["_id"]
         if body is None:
-            request = self._request("PUT", "/" + doc_path(doc["_id"]), params=params, json=doc, what=what)
+            request = self._request("PUT", "/" + doc_path(doc["_id"]), params=params, json=doc,
+                                    what="document %s" % describe(doc["_id"]))
         else:
-            request = self._request("PUT", "/" + doc_path(doc["_id"]), params=params, body=body, what=what)
+            request = self._request("PUT", "/" + doc_path(doc["_id"]), params=params, body=body)
         request.add_callback(done)
         op._cancel = request.cancel
         return op
 
     def _bulk_write(self, docs: List[dict], options: Dict[str, Any], body: Optional[bytes] = None) -> Operation:
         """POST ``docs`` to ``_bulk_docs`` (``body``: the request body, if encoded already)."""
-        params = {"batch": options["batch"]} if "batch" in options else None
+        params = {k: options[k] for k in ("batch", "w") if k in options} or None
 
         def outcome(results: Any, status: Status) -> ConflictResolution:
             result = ConflictResolution(self, options=options)
@@ -313,14 +333,21 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         return self.server.request("GET", "/_uuids", params={"count": max(count, UUID_BATCH)},
                                    transform=refill)
 
-    def delete(self, doc: dict, callback: Callback = None) -> Any:
-        """Delete ``doc`` (it needs ``_id`` and the current ``_rev``).
+    def delete(self, doc: Union[dict, str], callback: Callback = None) -> Any:
+        """Delete ``doc`` (it needs ``_id`` and the current ``_rev``), or the document with id ``doc``.
 
         Returns ``{ok, id, rev}`` and updates the doc's ``_rev``; raises
-        NotFound or Conflict.
+        NotFound or Conflict.  Given an id (a str), it makes two requests:
+        one for the current revision (HEAD), then the DELETE of that
+        revision; Conflict if the document changed in between.
         """
-        if not isinstance(doc, dict) or not doc.get("_id"):
-            raise ValueError("delete needs a document with an _id (and its current _rev)")
+        if isinstance(doc, str):
+            check_doc_id(doc)
+            return self._run(self._delete_id(doc), callback)
+        if not isinstance(doc, dict):
+            raise TypeError("delete takes a document (a dict) or an id (a str), not %s" % type(doc).__name__)
+        if not doc.get("_id"):
+            raise ValueError("delete needs a document with an _id (and its current _rev), or an id")
 
         def applied(data: Any, status: Status) -> Any:
             if isinstance(data, dict) and data.get("rev"):
@@ -330,6 +357,76 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         params = {"rev": doc["_rev"]} if doc.get("_rev") else None
         return finish(self._request("DELETE", "/" + doc_path(doc["_id"]), params=params,
                                     transform=applied), callback)
+
+    def _delete_id(self, doc_id: str) -> Generator[Any, Any, Any]:
+        path = "/" + doc_path(doc_id)
+        rev = yield self._request("HEAD", path, transform=_etag_rev)
+        if not rev:  # no ETag: read the document for its _rev
+            rev = (yield self._request("GET", path))["_rev"]
+        return (yield self._request("DELETE", path, params={"rev": rev}))
+
+    def contains(self, doc_id: str, callback: Callback = None) -> Any:
+        """True if document ``doc_id`` exists (and is not deleted): one HEAD request."""
+        check_doc_id(doc_id)
+        return self._run(self._contains(doc_id), callback)
+
+    def _contains(self, doc_id: str) -> Generator[Any, Any, bool]:
+        try:
+            yield self._request("HEAD", "/" + doc_path(doc_id))
+        except NotFound:
+            return False
+        return True
+
+    # -- dict idioms (blocking only; inside a reactor use the methods) -----
+    @blocking
+    def __contains__(self, doc_id: str) -> bool:
+        """``id in db``: True if the document exists (blocking; one HEAD request)."""
+        _refuse_async("'id in db'", "db.contains(id)")
+        return bool(self.contains(doc_id))
+
+    @blocking
+    def __getitem__(self, doc_id: str) -> Document:
+        """``db[id]``: the :class:`Document` (blocking); NotFound, which is also a KeyError, if missing."""
+        _refuse_async("'db[id]'", "db.get(id)")
+        check_doc_id(doc_id)
+        return self.get(doc_id)  # type: ignore[no-any-return]
+
+    @blocking
+    def __setitem__(self, doc_id: str, doc: dict) -> None:
+        """``db[id] = doc``: save ``doc`` under ``id`` (blocking); sets its ``_id`` and ``_rev``.
+
+        Conflict if ``doc`` lacks the current ``_rev`` of an existing document.
+        """
+        _refuse_async("'db[id] = doc'", "db.save(doc)")
+        check_doc_id(doc_id)
+        if not isinstance(doc, dict):
+            raise TypeError("db[id] = doc takes a dict, not %s" % type(doc).__name__)
+        if doc.get("_id") not in (None, doc_id):
+            raise ValueError("db[%s] = doc: the doc's _id is %s" % (describe(doc_id), describe(doc["_id"])))
+        codec.encode_document(doc)  # refuse a bad doc before touching it
+        doc["_id"] = doc_id
+        self.save(doc)
+
+    @blocking
+    def __delitem__(self, doc_id: str) -> None:
+        """``del db[id]``: delete the document's current revision (blocking; two requests, see :meth:`delete`)."""
+        _refuse_async("'del db[id]'", "db.delete(id)")
+        check_doc_id(doc_id)
+        self.delete(doc_id)
+
+    @blocking
+    def __len__(self) -> int:
+        """``len(db)``: the number of documents (``doc_count`` of the database's info; blocking)."""
+        _refuse_async("'len(db)'", "db.info()")
+        return int(self.info()["doc_count"])
+
+    def __iter__(self) -> Iterator[str]:
+        """``for id in db``: every document id, design documents included, fetched 1000 at a time (blocking)."""
+        _refuse_async("'for id in db'", "db.iter_all_docs() with `async for`, or db.all_docs()")
+        return (str(row.id) for row in self.iter_all_docs(page_size=1000))
+
+    def __bool__(self) -> bool:
+        return True  # a Database is true even when empty (``len()`` would make a request)
 
 
 def http2_curl_options(url: str, curl_options: Optional[Dict[int, Any]] = None) -> Dict[int, Any]:
@@ -357,7 +454,7 @@ def _encode_bulk(docs: Union[List[dict], Tuple[dict, ...]], options: Dict[str, A
     """
     if any(doc.get("_id") is None for doc in docs):
         # Their ids come from the server's uuids later: encode each doc now, splice the id in then.
-        encoded = [codec.encode(doc, "document %r" % (doc.get("_id", "(new)"),)) for doc in docs]
+        encoded = [codec.encode_document(doc) for doc in docs]
         _bulk_body([], options)  # the options too, before any I/O
         return encoded
     body: Dict[str, Any] = {"docs": docs}
@@ -368,7 +465,7 @@ def _encode_bulk(docs: Union[List[dict], Tuple[dict, ...]], options: Dict[str, A
         return codec.encode(body, "documents")
     except (TypeError, ValueError):
         for doc in docs:  # name the culprit (the slow path, only on failure)
-            codec.encode(doc, "document %r" % (doc.get("_id", "(new)"),))
+            codec.encode_document(doc)
         raise
 
 
@@ -410,6 +507,24 @@ def _apply_result(doc: dict, result: Any) -> None:
             doc["_id"] = result["id"]
         if result.get("rev") is not None:
             doc["_rev"] = result["rev"]
+
+
+_REV = re.compile(r"[1-9][0-9]*-[0-9a-f]+\Z")
+
+
+def _refuse_async(idiom: str, method: str) -> None:
+    if get_reactor().in_async_context():
+        raise RuntimeError("%s blocks; inside a running reactor use `yield %s` (or await it, or pass callback=)"
+                           % (idiom, method))
+
+
+def _etag_rev(data: Any, status: Status) -> Optional[str]:
+    """The revision in a HEAD answer's ETag, or None."""
+    etag = (status.headers or {}).get("Etag", "").strip()
+    if etag.startswith("W/"):
+        etag = etag[2:]
+    etag = etag.strip('"')
+    return etag if _REV.match(etag) else None  # some servers' ETags are not revisions
 
 
 def _docs_from_rows(data: Any, status: Status) -> List[Optional[Document]]:

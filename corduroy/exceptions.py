@@ -67,8 +67,14 @@ class Forbidden(HTTPError):
     """403 Forbidden."""
 
 
-class NotFound(HTTPError):
-    """404 Not Found: no such database, document, design document or view."""
+class NotFound(HTTPError, KeyError):
+    """404 Not Found: no such database, document, design document or view.
+
+    Also a KeyError, so ``db[id]`` and ``couch[name]`` fail the way a
+    mapping does (``except KeyError`` catches it).
+    """
+
+    __str__ = CouchError.__str__  # not KeyError's repr of the message
 
 
 class MethodNotAllowed(HTTPError):

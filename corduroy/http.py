@@ -16,29 +16,102 @@ GET/HEAD redirects are followed within the same server only.
 from __future__ import annotations
 
 import base64
+import contextlib
+import contextvars
 import logging
 import math
 import time
-from typing import Any, Callable, Dict, List, Optional, Tuple
+import zlib
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
 from urllib.parse import urljoin, urlsplit
 
 import pycurl
 
 from loop import Operation, Request, Status, get_reactor
-from loop.redact import redact_url
+from loop.redact import describe, redact_url
 
 from . import codec
+from .contract import finish
 from .exceptions import (
-    BadResponse, ConnectionFailed, CouchError, HTTPError, ResponseTooLarge, Timeout, TLSError,
-    TransportError, UnknownOutcome, error_for_code,
+    BadResponse,
+    ConnectionFailed,
+    CouchError,
+    HTTPError,
+    ResponseTooLarge,
+    Timeout,
+    TLSError,
+    TransportError,
+    UnknownOutcome,
+    error_for_code,
 )
+from .request_headers import ProxyAuth, call_headers, check_headers, check_jwt, merge_headers
 from .urls import encode_query, split_credentials
 
-__all__ = ["Server", "finish", "DEFAULT_URL"]
+__all__ = ["Server", "finish", "timeouts", "DEFAULT_COMPRESS_MIN_SIZE",
+           "DEFAULT_URL", "DEFAULT_CONNECT_TIMEOUT", "DEFAULT_IDLE_TIMEOUT"]
 
 log = logging.getLogger("corduroy")
 
 DEFAULT_URL = "http://127.0.0.1:5984"
+
+#: Seconds to establish a connection, unless a client or call says otherwise.
+DEFAULT_CONNECT_TIMEOUT = 10.0
+#: Seconds a response may stall (under 1 byte/s) before the request fails with
+#: Timeout (ibmcloudant's read timeout is 150 s too).  Changes feeds that wait
+#: for news are exempt (their heartbeats are progress), and so is a one-shot
+#: ``_replicate``, which answers only when the replication is done.
+DEFAULT_IDLE_TIMEOUT = 150.0
+
+#: Request bodies at least this many bytes long are sent gzip-compressed with ``compress_requests=True``.
+DEFAULT_COMPRESS_MIN_SIZE = 1024
+#: zlib level for compressed request bodies (1: fastest; JSON still shrinks several times).
+COMPRESS_LEVEL = 1
+
+
+def gzip_body(body: bytes) -> bytes:
+    """``body`` gzip-compressed (for ``Content-Encoding: gzip``)."""
+    packer = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip wrapper
+    return packer.compress(body) + packer.flush()
+
+_UNSET: Any = object()
+
+#: Per-call limits set by :func:`timeouts` (None: the Server's own).
+_call_limits: "contextvars.ContextVar[Optional[Tuple[Any, Any, Any]]]" = contextvars.ContextVar(
+    "corduroy_timeouts", default=None)
+
+
+def call_limits_set(name: str) -> bool:
+    """True when a :func:`timeouts` block around this call sets ``name`` (``"timeout"``...)."""
+    limits = _call_limits.get()
+    index = ("timeout", "connect_timeout", "idle_timeout").index(name)
+    return limits is not None and limits[index] is not _UNSET
+
+
+@contextlib.contextmanager
+def timeouts(timeout: Any = _UNSET, connect_timeout: Any = _UNSET, idle_timeout: Any = _UNSET) -> Iterator[None]:
+    """Override the client's timeouts for the requests made inside the ``with`` block (seconds; None or 0: no limit).
+
+    Example::
+
+        with corduroy.timeouts(timeout=2, idle_timeout=1):
+            doc = db.get("x")                  # fails with Timeout after 2 s at most
+
+    It applies to requests *made* in the block, in any calling style (an
+    Operation made inside and awaited outside keeps them); it follows
+    asyncio tasks and threads like any context variable.  Arguments left
+    out keep the value of an enclosing block, else the client's.
+    """
+    outer = _call_limits.get() or (_UNSET, _UNSET, _UNSET)
+    given = (timeout, connect_timeout, idle_timeout)
+    for value, what in zip(given, ("timeout", "connect_timeout", "idle_timeout")):
+        if value is not _UNSET:
+            _seconds(value, what)
+    merged = tuple(outer[i] if value is _UNSET else value for i, value in enumerate(given))
+    token = _call_limits.set(merged)  # type: ignore[arg-type]
+    try:
+        yield
+    finally:
+        _call_limits.reset(token)
 
 #: How much of an unexpected body an exception carries.
 EXCERPT = 500
@@ -139,6 +212,29 @@ def maybe_sent(request: Request) -> bool:
 def _excerpt(body: bytes) -> str:
     text = body[:EXCERPT].decode("utf-8", "replace")
     return text + ("..." if len(body) > EXCERPT else "")
+
+
+def error_and_reason(data: Any, body: bytes) -> Tuple[Any, Any]:
+    """The server's ``(error, reason)`` in the decoded JSON body ``data`` of an error answer, whatever its status.
+
+    CouchDB answers ``{"error": ..., "reason": ...}``; a ``_bulk_docs`` batch
+    refused as a whole (417 for ``all_or_nothing`` on CouchDB 3) answers a
+    list of such rows, one per document: the first row that has them is
+    used.  A body with neither gives an excerpt of itself as the reason.
+    """
+    if isinstance(data, dict):
+        error, reason = data.get("error"), data.get("reason")
+        if error is not None or reason is not None:
+            return error, reason
+    elif isinstance(data, list):
+        for row in data:
+            if isinstance(row, dict) and (row.get("error") is not None or row.get("reason") is not None):
+                return row.get("error"), row.get("reason")
+    elif isinstance(data, str) and data:
+        return None, data[:EXCERPT]
+    elif data is None:
+        return None, None
+    return None, _excerpt(body).strip() or None
 
 
 def _unexpected(request: Request, code: int, body: bytes, exc: Exception) -> BadResponse:
@@ -320,9 +416,7 @@ def _on_response_general(request: Request, op: Operation, transform: Optional[Tr
                 data = _excerpt(body)
                 reason = data
             else:
-                if isinstance(data, dict):
-                    error = data.get("error")
-                    reason = data.get("reason")
+                error, reason = error_and_reason(data, body)
         cls = error_for_code(code) if code >= 400 else BadResponse
         exc = cls(reason=reason, error=error, code=code or None, method=request.method,
                   url=redact_url(request.url), body=data)
@@ -426,30 +520,12 @@ def _follow_redirect(server: "Server", request: Request) -> Optional[HTTPError]:
                      code=request.code, method=request.method, url=redact_url(request.url))
 
 
-def finish(op: Operation, callback: Optional[Callable[[Any, Status], Any]]) -> Any:
-    """Apply the calling contract to ``op``.
-
-    With a callback: register it and return the Operation.  Inside a running
-    reactor or a ``@relax`` generator: return the Operation (yield or await
-    it).  Otherwise block until it completes and return its data (or raise).
-    """
-    if callback is not None:
-        if not callable(callback):
-            raise TypeError("callback must be callable, got %r" % (callback,))
-        op.add_callback(callback)
-        return op
-    reactor = op.reactor
-    if reactor.in_async_context():
-        return op
-    return reactor.run_until_complete(op)
-
-
 def _seconds(value: Any, what: str) -> Optional[float]:
     """``value`` checked as a number of seconds (None or 0: no limit)."""
     if value is None:
         return None
     if not isinstance(value, (int, float)) or isinstance(value, bool) or value < 0 or value != value:
-        raise ValueError("%s is in seconds (a number >= 0, or None for no limit), got %r" % (what, value))
+        raise ValueError("%s is in seconds (a number >= 0, or None for no limit), got %s" % (what, describe(value)))
     return value
 
 
@@ -495,12 +571,18 @@ class Server:
         Seconds a whole request may take, retries and their waits included
         (None: no limit).  ``Server.request(..., timeout=)`` overrides it.
     ``connect_timeout``
-        Seconds to establish a connection (each attempt).
+        Seconds to establish a connection (each attempt; default
+        :data:`DEFAULT_CONNECT_TIMEOUT`, 10 s).
     ``idle_timeout``
-        Abort a transfer when it moves fewer than 1 byte per second
-        (averaged over a few seconds) for that many seconds (None: never).
+        The stall timeout: abort a transfer when it moves fewer than 1 byte
+        per second (averaged over a few seconds) for that many seconds
+        (default :data:`DEFAULT_IDLE_TIMEOUT`, 150 s; None: never).
         Continuous feeds are exempt (they watch their heartbeats); a
         longpoll gets it on top of its wait.
+
+    Each can be changed for the requests made in a block with
+    :func:`timeouts`.
+
     ``retries``
         A :class:`~corduroy.retry.RetryPolicy`, or how many times the
         default policy may send a request again (3; 0 or None: never).  It
@@ -511,6 +593,33 @@ class Server:
     ``verify``, ``ca_bundle``, ``client_cert``, ``client_key``, ``client_key_password``
         TLS (see :mod:`corduroy.tls`).  ``verify=False`` is logged as a
         WARNING and shown in the repr.
+
+    Headers, authentication and compression (see
+    :mod:`corduroy.request_headers`):
+
+    ``auth``
+        A ``(user, password)`` tuple (Basic authentication; also taken from
+        the URL), or a :class:`~corduroy.request_headers.ProxyAuth`.
+    ``jwt``
+        A JSON Web Token, sent as ``Authorization: Bearer <jwt>``
+        (:meth:`set_jwt` replaces it, e.g. before it expires).
+    ``headers``
+        A dict of extra headers sent with every request; they replace
+        corduroy's own of the same name (``Accept``...).  Per call: the
+        :func:`~corduroy.request_headers.headers` block.  Headers cannot go
+        through ``curl_options`` (``pycurl.HTTPHEADER`` there is a
+        ValueError).  No header value ever shows in a repr, log line or
+        exception.
+    ``compress_requests``
+        Send JSON request bodies (documents, ``_bulk_docs``, queries)
+        gzip-compressed (``Content-Encoding: gzip``): True for those of
+        :data:`DEFAULT_COMPRESS_MIN_SIZE` bytes or more, or the minimum
+        size in bytes.  CouchDB 3 accepts them.
+    ``accept_compressed``
+        Ask for gzip/deflate-compressed responses (``Accept-Encoding``;
+        libcurl decodes them, streamed bodies included).  On by default;
+        CouchDB itself compresses only attachments, a proxy in front may
+        compress everything.
     """
 
     def __init__(
@@ -518,11 +627,11 @@ class Server:
         url: Optional[str] = None,
         auth: Optional[Tuple[str, str]] = None,
         timeout: Optional[float] = None,
-        connect_timeout: Optional[float] = 10.0,
+        connect_timeout: Optional[float] = DEFAULT_CONNECT_TIMEOUT,
         max_response_size: Optional[int] = None,
         full_commit: Optional[bool] = None,
         curl_options: Optional[Dict[int, Any]] = None,
-        idle_timeout: Optional[float] = None,
+        idle_timeout: Optional[float] = DEFAULT_IDLE_TIMEOUT,
         retries: Any = 3,
         follow_redirects: bool = True,
         verify: bool = True,
@@ -530,6 +639,10 @@ class Server:
         client_cert: Optional[str] = None,
         client_key: Optional[str] = None,
         client_key_password: Optional[str] = None,
+        headers: Optional[Mapping[str, str]] = None,
+        jwt: Optional[str] = None,
+        compress_requests: Union[bool, int] = False,
+        accept_compressed: bool = True,
     ) -> None:
         from . import defaults
         from .retry import RetryPolicy
@@ -538,16 +651,36 @@ class Server:
         base, inline = split_credentials(url or defaults.url)
         self.url = base
         credentials = auth if auth is not None else inline
+        self._proxy_auth: Optional[ProxyAuth] = None
+        if isinstance(credentials, ProxyAuth):
+            if inline is not None:
+                raise ValueError("give either credentials in the URL or auth=ProxyAuth(...), not both")
+            self._proxy_auth, credentials = credentials, None
         if credentials is not None:
             if not (isinstance(credentials, tuple) and len(credentials) == 2):
-                raise TypeError("auth must be a (user, password) tuple")
+                raise TypeError("auth must be a (user, password) tuple or a corduroy.ProxyAuth")
         self._credentials = credentials
+        self._jwt: Optional[str] = None
+        if jwt is not None:
+            if credentials is not None:
+                raise ValueError("give either a user and password (auth= or in the URL) or jwt=, not both")
+            self._jwt = check_jwt(jwt)
+        self._user_headers = check_headers(headers, "headers")
+        if isinstance(compress_requests, bool):
+            self.compress_min_size: Optional[int] = DEFAULT_COMPRESS_MIN_SIZE if compress_requests else None
+        elif isinstance(compress_requests, int) and compress_requests >= 0:
+            self.compress_min_size = compress_requests
+        else:
+            raise ValueError("compress_requests must be True, False or a size in bytes (an int >= 0)")
+        if not isinstance(accept_compressed, bool):
+            raise TypeError("accept_compressed must be True or False")
+        self.accept_compressed = accept_compressed
         self.timeout = _seconds(timeout, "timeout")
         self.connect_timeout = _seconds(connect_timeout, "connect_timeout")
         self.idle_timeout = idle_timeout
         self.max_response_size = max_response_size
         if not isinstance(follow_redirects, bool):
-            raise TypeError("follow_redirects must be True or False, got %r" % (follow_redirects,))
+            raise TypeError("follow_redirects must be True or False, got %s" % describe(follow_redirects))
         self.follow_redirects = follow_redirects
         #: False when TLS certificates are not checked (``verify=False``).
         self.verify = verify
@@ -594,8 +727,19 @@ class Server:
         self._curl_options = options
         # One dict object, reused by every request: the curl driver skips
         # re-setting options it already set on a handle.
+        if options and pycurl.HTTPHEADER in options:
+            raise ValueError("request headers go in headers={...} (per client) or a corduroy.headers({...}) "
+                             "block (per call), not in curl_options[pycurl.HTTPHEADER], which corduroy sets "
+                             "on every request")
         merged = dict(self._tls)
         merged.update(options or {})  # explicit libcurl options win
+        # Feeds that wait for news never ask for compression: a compressing
+        # server (pouchdb-server, a proxy) would hold heartbeats and changes
+        # back in its compressor.
+        self._options_feed: Optional[Dict[int, Any]] = merged or None
+        if getattr(self, "accept_compressed", True) and pycurl.ACCEPT_ENCODING not in merged:
+            merged = dict(merged)
+            merged[pycurl.ACCEPT_ENCODING] = "gzip, deflate"
         self._options: Optional[Dict[int, Any]] = merged or None
 
     # -- headers --------------------------------------------------------
@@ -607,8 +751,13 @@ class Server:
             user, password = self._credentials
             token = base64.b64encode(("%s:%s" % (user, password)).encode("utf-8")).decode("ascii")
             common.append("Authorization: Basic " + token)
+        elif self._jwt is not None and not self._cookie:
+            common.append("Authorization: Bearer " + self._jwt)
+        if self._proxy_auth is not None:
+            common.extend(self._proxy_auth.header_lines())
         if self._cookie:
             common.append("Cookie: " + self._cookie)
+        common = merge_headers(common, self._user_headers)
         # One list object per kind, reused by every request: the curl driver
         # skips re-setting headers it already set.
         self.headers_plain = common
@@ -616,8 +765,17 @@ class Server:
 
     @property
     def user(self) -> Optional[str]:
-        """The user name requests authenticate as (None: anonymous)."""
+        """The user name requests authenticate as (None: anonymous, or unknown with a JWT)."""
+        if self._proxy_auth is not None:
+            return self._proxy_auth.user
         return self._credentials[0] if self._credentials else None
+
+    def set_jwt(self, token: Optional[str]) -> None:
+        """Send ``token`` as ``Authorization: Bearer`` from now on (a renewed JWT); None stops sending one."""
+        if token is not None and self._credentials is not None:
+            raise ValueError("this client authenticates with a user and password; it cannot take a jwt too")
+        self._jwt = None if token is None else check_jwt(token)
+        self._build_headers()
 
     def set_cookie(self, cookie: Optional[str]) -> None:
         """Send ``cookie`` (an ``AuthSession=...`` pair) with every request, instead of Basic auth; None stops."""
@@ -675,9 +833,26 @@ class Server:
             if body is not None and isinstance(body, str):
                 body = body.encode("utf-8")
             hdrs = (self.headers_plain if body is None else self.headers_json) if headers is None else headers
+        minimum = self.compress_min_size
+        if (minimum is not None and body is not None and len(body) >= minimum
+                and (json is not None or headers is None)):  # JSON bodies only, never attachments
+            body = gzip_body(body)
+            hdrs = hdrs + ["Content-Encoding: gzip"]
+        extra = call_headers()
+        if extra is not None:  # inside `with corduroy.headers(...)`
+            hdrs = merge_headers(hdrs, extra)
         url = self.url + path + encode_query(params) if params else self.url + path
         reactor = get_reactor()
         op = CouchOperation(reactor)
+        connect = self.connect_timeout
+        limits = _call_limits.get()
+        if limits is not None:  # inside `with corduroy.timeouts(...)`
+            if timeout is None and limits[0] is not _UNSET:
+                timeout = limits[0] or 0
+            if limits[1] is not _UNSET:
+                connect = limits[1]
+            if idle_timeout is None and limits[2] is not _UNSET:
+                idle_timeout = limits[2] or 0
         t = self.timeout if timeout is None else timeout
         low = self._low_speed if idle_timeout is None else _low_speed(idle_timeout)
         if low is not None and params and "feed" in params:
@@ -687,13 +862,15 @@ class Server:
         gate = _StreamGate(on_chunk) if on_chunk is not None else None
         req = Request(
             method, url, hdrs, body, on_done=_on_response, on_chunk=gate,
-            timeout=t or 0, connect_timeout=self.connect_timeout or 0, low_speed=low,
-            options=self._options, context=(op, transform, raw, self, deadline, plain),
+            timeout=t or 0, connect_timeout=connect or 0, low_speed=low,
+            options=self._options_feed if params and params.get("feed") in _WAITING_FEEDS else self._options,
+            context=(op, transform, raw, self, deadline, plain),
             max_body=self.max_response_size if on_chunk is None else None,
         )
         if gate is not None:
             gate.request = req
         op._cancel = req  # calling a submitted Request cancels it
+        op.origin = (method, url)
         if log.isEnabledFor(logging.DEBUG):
             _log_request(req)
         (reactor._curl or reactor.curl).submit(req)

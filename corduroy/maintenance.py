@@ -9,15 +9,19 @@ from __future__ import annotations
 
 import logging
 import re
-
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Mapping, Optional, Tuple, Union
 
 from loop import Status
+from loop.redact import describe
 
+from .contract import io_methods
 from .document import Document
 from .exceptions import NotFound
 from .http import finish
-from .urls import doc_path, quote_segment
+from .mango import FindPager, _find_result
+from .mango import _query as mango_query
+from .urls import check_doc_id, doc_path, quote_segment
+from .views import ALL_DOCS_OPTIONS, VIEW_OPTIONS, Pager
 
 if TYPE_CHECKING:  # pragma: no cover
     from loop import Operation
@@ -51,7 +55,7 @@ def _id_and_rev(value: Any, what: str) -> Tuple[str, Optional[str]]:
     if not isinstance(doc_id, str) or not doc_id:
         raise ValueError("%s needs a non-empty document id" % what)
     if rev is not None and (not isinstance(rev, str) or not rev):
-        raise TypeError("%s has a _rev that is not a non-empty str: %r" % (what, rev))
+        raise TypeError("%s has a _rev that is not a non-empty str: %s" % (what, describe(rev)))
     return doc_id, rev
 
 
@@ -66,7 +70,7 @@ def copy_destination(dest: Union[str, dict]) -> str:
     'a%20b%3Fc?rev=2-abc'
     """
     doc_id, rev = _id_and_rev(dest, "the COPY destination")
-    value = quote_segment(doc_id)
+    value = quote_segment(check_doc_id(doc_id))
     if rev is not None:
         value += "?rev=" + quote_segment(rev)
     return value
@@ -74,7 +78,7 @@ def copy_destination(dest: Union[str, dict]) -> str:
 
 def _local_id(doc_id: Any) -> str:
     if not isinstance(doc_id, str) or not doc_id:
-        raise TypeError("a local document id is a non-empty str, got %r" % (doc_id,))
+        raise TypeError("a local document id is a non-empty str, got %s" % describe(doc_id))
     full = doc_id if doc_id.startswith(_LOCAL) else _LOCAL + doc_id
     if len(full) == len(_LOCAL):
         raise ValueError("a local document id needs a name after '_local/'")
@@ -88,10 +92,11 @@ def _revs_map(revs: Any, what: str) -> Dict[str, List[str]]:
     out: Dict[str, List[str]] = {}
     for doc_id, value in revs.items():
         if not isinstance(doc_id, str) or not doc_id:
-            raise TypeError("document ids are non-empty strings, got %r" % (doc_id,))
+            raise TypeError("document ids are non-empty strings, got %s" % describe(doc_id))
+        check_doc_id(doc_id)
         listed = [value] if isinstance(value, str) else value
         if not isinstance(listed, (list, tuple)) or not all(isinstance(r, str) and r for r in listed):
-            raise TypeError("%s: the revisions of %r must be a list of rev strings" % (what, doc_id))
+            raise TypeError("%s: the revisions of %s must be a list of rev strings" % (what, describe(doc_id)))
         out[doc_id] = list(listed)
     return out
 
@@ -107,8 +112,9 @@ def _purge_map(docs: Any) -> Dict[str, List[str]]:
     out: Dict[str, List[str]] = {}
     for doc in docs:
         doc_id, rev = _id_and_rev(doc, "a document to purge")
+        check_doc_id(doc_id)
         if rev is None:
-            raise ValueError("purge needs the _rev of every document (%r has none)" % doc_id)
+            raise ValueError("purge needs the _rev of every document (%s has none)" % describe(doc_id))
         out.setdefault(doc_id, []).append(rev)
     return out
 
@@ -121,7 +127,7 @@ def _bulk_get_entries(docs: Any) -> List[Dict[str, Any]]:
         if isinstance(item, str):
             if not item:
                 raise ValueError("document ids cannot be empty")
-            entries.append({"id": item})
+            entries.append({"id": check_doc_id(item)})
             continue
         if not isinstance(item, dict):
             raise TypeError("bulk_get entries are ids or dicts, not %s" % type(item).__name__)
@@ -131,9 +137,10 @@ def _bulk_get_entries(docs: Any) -> List[Dict[str, Any]]:
         if "rev" not in entry and item.get("_rev") is not None:
             entry["rev"] = item["_rev"]
         if not isinstance(entry.get("id"), str) or not entry["id"]:
-            raise ValueError("every bulk_get entry needs an id, got %r" % (item,))
+            raise ValueError("every bulk_get entry needs an id, got %s" % describe(item))
+        check_doc_id(entry["id"])
         if "rev" in entry and (not isinstance(entry["rev"], str) or not entry["rev"]):
-            raise TypeError("a bulk_get rev must be a non-empty str, got %r" % (entry["rev"],))
+            raise TypeError("a bulk_get rev must be a non-empty str, got %s" % describe(entry["rev"]))
         entries.append(entry)
     return entries
 
@@ -170,7 +177,7 @@ def _view_path(name: str) -> str:
         name = name[len("_design/"):]
     ddoc, sep, view = name.partition("/")
     if not sep or not ddoc or not view:
-        raise ValueError("a view is named 'ddoc/view', got %r" % name)
+        raise ValueError("a view is named 'ddoc/view', got %s" % describe(name))
     return "_design/" + quote_segment(ddoc) + "/_view/" + quote_segment(view)
 
 
@@ -188,8 +195,20 @@ def _partition_path(partition: Any) -> str:
     if not isinstance(partition, str) or not partition:
         raise TypeError("a partition is named by a non-empty str")
     if partition.startswith("_"):
-        raise ValueError("partition names cannot start with '_' (got %r)" % partition)
+        raise ValueError("partition names cannot start with '_' (got %s)" % describe(partition))
     return "/_partition/" + quote_segment(partition)
+
+
+#: The ``_find`` fields :func:`corduroy.mango._query` checks by name.
+_FIND_FIELDS = ("fields", "sort", "limit", "skip", "bookmark", "use_index", "r", "conflicts", "update", "stable",
+                "execution_stats")
+
+
+def _partition_query(selector: Any, options: Dict[str, Any]) -> Dict[str, Any]:
+    """The ``_find`` body for a partition query, checked as :meth:`find` checks its own."""
+    known = {k: options[k] for k in _FIND_FIELDS if options.get(k) is not None}
+    extra = {k: v for k, v in options.items() if k not in _FIND_FIELDS and v is not None}
+    return mango_query(selector, extra=extra, **known)
 
 
 def _chosen_rev(choice: Any, revs: List[str]) -> Optional[str]:
@@ -197,10 +216,11 @@ def _chosen_rev(choice: Any, revs: List[str]) -> Optional[str]:
         return None
     rev = choice.get("_rev") if isinstance(choice, dict) else choice
     if not isinstance(rev, str) or rev not in revs:
-        raise ValueError("choose returned %r, which is none of the leaf revisions %r" % (choice, revs))
+        raise ValueError("choose returned %s, which is none of the leaf revisions %r" % (describe(rev), revs))
     return rev
 
 
+@io_methods
 class MaintenanceMixin:
     """Database methods: maintenance, revisions and conflicts, purge, ``_local`` docs and partitions."""
 
@@ -210,6 +230,9 @@ class MaintenanceMixin:
         def _request(self, method: str, path: str = "", **kwargs: Any) -> Operation: ...
 
         def _run(self, gen: Generator[Any, Any, Any], callback: Callback) -> Any: ...
+
+        def _rows_request(self, label: str, path: str, options: Dict[str, Any], allowed: frozenset,
+                          callback: Callback, on_row: Any) -> Any: ...
 
     # -- maintenance ------------------------------------------------------
     def cleanup(self, callback: Callback = None) -> Any:
@@ -245,6 +268,48 @@ class MaintenanceMixin:
         return finish(self._request("PUT", "/_security", json=value, what="security object",
                                     transform=lambda data, status: written), callback)
 
+    # -- settings and layout ----------------------------------------------
+    def revs_limit(self, value: Optional[int] = None, callback: Callback = None) -> Any:
+        """How many revisions of each document the database remembers (``_revs_limit``, default 1000).
+
+        Without ``value`` returns the number; with it, sets it and returns ``{ok: True}``.
+
+        >>> db.revs_limit(100)                       # doctest: +SKIP
+        {'ok': True}
+        """
+        return finish(self._setting("/_revs_limit", value), callback)
+
+    def purged_infos_limit(self, value: Optional[int] = None, callback: Callback = None) -> Any:
+        """How many purges the database remembers (``_purged_infos_limit``, CouchDB 2.3+, default 1000).
+
+        Without ``value`` returns the number; with it, sets it and returns ``{ok: True}``.
+        """
+        return finish(self._setting("/_purged_infos_limit", value), callback)
+
+    def _setting(self, path: str, value: Optional[int]) -> "Operation":
+        if value is None:
+            return self._request("GET", path)
+        if isinstance(value, bool) or not isinstance(value, int):
+            raise TypeError("%s is a positive int, not %s" % (path[1:], type(value).__name__))
+        if value < 1:
+            raise ValueError("%s is a positive int, got %d" % (path[1:], value))
+        return self._request("PUT", path, json=value)
+
+    def shards(self, doc_id: Optional[str] = None, callback: Callback = None) -> Any:
+        """Where the database's shards live (``_shards``, CouchDB 2+): ``{shards: {range: [nodes]}}``.
+
+        With ``doc_id``, the shard that holds (or would hold) that document:
+        ``{range, nodes}``.
+
+        >>> db.shards("some-doc")["nodes"]            # doctest: +SKIP
+        ['couchdb@127.0.0.1']
+        """
+        if doc_id is None:
+            return finish(self._request("GET", "/_shards"), callback)
+        if not isinstance(doc_id, str) or not doc_id:
+            raise TypeError("shards takes a document id (a non-empty str), not %s" % describe(doc_id))
+        return finish(self._request("GET", "/_shards/" + quote_segment(doc_id)), callback)
+
     # -- COPY -------------------------------------------------------------
     def copy(self, source: Union[str, dict], dest: Union[str, dict], callback: Callback = None) -> Any:
         """Copy document ``source`` to ``dest``; returns ``{id, rev}`` of the destination.
@@ -257,6 +322,7 @@ class MaintenanceMixin:
         ``dest``'s id.)
         """
         source_id, source_rev = _id_and_rev(source, "the COPY source")
+        check_doc_id(source_id)
         destination = copy_destination(dest)
         dest_id, _ = _id_and_rev(dest, "the COPY destination")
         return self._run(self._copy(source_id, source_rev, dest_id, destination), callback)
@@ -280,8 +346,8 @@ class MaintenanceMixin:
             try:
                 doc = yield self._request("GET", "/" + doc_path(dest_id))
             except NotFound:
-                log.warning("COPY to %r succeeded but the server named no revision and has no such "
-                            "document (does it decode the Destination header?)", dest_id)
+                log.warning("COPY to %s succeeded but the server named no revision and has no such "
+                            "document (does it decode the Destination header?)", describe(dest_id))
             else:
                 result.rev = doc["_rev"]
         return result
@@ -294,7 +360,7 @@ class MaintenanceMixin:
         NotFound for a missing document.
         """
         if not isinstance(id, str) or not id:
-            raise TypeError("document ids are non-empty strings, got %r" % (id,))
+            raise TypeError("document ids are non-empty strings, got %s" % describe(id))
         params = dict(options)
         params["revs_info"] = True
 
@@ -306,7 +372,7 @@ class MaintenanceMixin:
     def conflicts(self, id: str, callback: Callback = None) -> Any:
         """The conflicting revisions of document ``id`` (the losing leaves), empty when it has none."""
         if not isinstance(id, str) or not id:
-            raise TypeError("document ids are non-empty strings, got %r" % (id,))
+            raise TypeError("document ids are non-empty strings, got %s" % describe(id))
         return finish(self._request("GET", "/" + doc_path(id), params={"conflicts": True},
                                     transform=lambda data, status: list(data.get("_conflicts", []))), callback)
 
@@ -324,7 +390,8 @@ class MaintenanceMixin:
         any the server refused.
         """
         if not isinstance(id, str) or not id:
-            raise TypeError("document ids are non-empty strings, got %r" % (id,))
+            raise TypeError("document ids are non-empty strings, got %s" % describe(id))
+        check_doc_id(id)
         if choose is not None and not callable(choose):
             raise TypeError("choose must be a function of the list of conflicting documents")
         return self._run(self._resolve_conflicts(id, choose), callback)
@@ -423,7 +490,9 @@ class MaintenanceMixin:
         """Create or update a ``_local`` document; returns ``{ok, id, rev}``.
 
         The doc's ``_id`` gets the ``_local/`` prefix if it lacks it, and its
-        ``_rev`` is updated in place; raises Conflict on a stale ``_rev``.
+        ``_rev`` is updated in place.  Apache CouchDB 3 keeps ``_local``
+        documents last-write-wins (a stale ``_rev`` overwrites); servers that
+        check the ``_rev`` (pouchdb-server) raise Conflict.
         """
         if not isinstance(doc, dict):
             raise TypeError("save_local takes a dict, not %s" % type(doc).__name__)
@@ -433,7 +502,7 @@ class MaintenanceMixin:
         from . import codec
 
         body = dict(doc, _id=full_id)
-        codec.encode(body, "document %r" % full_id)
+        codec.encode(body, "document %s" % describe(full_id))
 
         def applied(data: Any, status: Status) -> Any:
             doc["_id"] = full_id
@@ -441,7 +510,7 @@ class MaintenanceMixin:
                 doc["_rev"] = data["rev"]
             return data
 
-        return finish(self._request("PUT", "/" + doc_path(full_id), json=body, what="document %r" % full_id,
+        return finish(self._request("PUT", "/" + doc_path(full_id), json=body, what="document %s" % describe(full_id),
                                     transform=applied), callback)
 
     def delete_local(self, doc: Union[str, dict], callback: Callback = None) -> Any:
@@ -456,30 +525,46 @@ class MaintenanceMixin:
         return finish(self._request("GET", _partition_path(partition)), callback)
 
     def partition_all_docs(self, partition: str, callback: Callback = None, **options: Any) -> Any:
-        """``_all_docs`` of one partition: ``{total_rows, offset, rows}``; takes the ``_all_docs`` options."""
-        return finish(self._request("GET", _partition_path(partition) + "/_all_docs", params=options or None),
-                      callback)
+        """``_all_docs`` of one partition: a :class:`~corduroy.views.View`, as :meth:`all_docs` returns."""
+        path = _partition_path(partition) + "/_all_docs"
+        return self._rows_request("_all_docs", path, options, ALL_DOCS_OPTIONS, callback, None)
 
     def partition_view(self, partition: str, name: str, callback: Callback = None, **options: Any) -> Any:
-        """Query view ``name`` (``"ddoc/view"``) over one partition: ``{total_rows, offset, rows}``."""
+        """Query view ``name`` (``"ddoc/view"``) in one partition: a :class:`~corduroy.views.View`, as :meth:`view`."""
         path = _partition_path(partition) + "/" + _view_path(name)
-        return finish(self._request("GET", path, params=options or None), callback)
+        return self._rows_request(name, path, options, VIEW_OPTIONS, callback, None)
 
     def partition_find(self, partition: str, selector: dict, fields: Optional[List[str]] = None,
                        sort: Optional[List[Any]] = None, limit: Optional[int] = None, skip: Optional[int] = None,
                        callback: Callback = None, **options: Any) -> Any:
-        """A Mango query over one partition (``_find``): ``{docs, bookmark, ...}``.
+        """A Mango query over one partition (``_find``): a :class:`~corduroy.mango.FindResult`, as :meth:`find`.
 
         Other ``_find`` fields (``use_index``, ``bookmark``, ``execution_stats``...)
         go in ``options``.
         """
-        if not isinstance(selector, dict):
-            raise TypeError("a Mango selector is a dict, not %s" % type(selector).__name__)
-        body: Dict[str, Any] = {"selector": selector}
-        for key, value in (("fields", fields), ("sort", sort), ("limit", limit), ("skip", skip)):
-            if value is not None:
-                body[key] = value
-        body.update({k: v for k, v in options.items() if v is not None})
-        return finish(self._request("POST", _partition_path(partition) + "/_find", json=body, what="query"),
-                      callback)
+        path = _partition_path(partition) + "/_find"
+        body = _partition_query(selector, dict(options, fields=fields, sort=sort, limit=limit, skip=skip))
+        return finish(self._request("POST", path, json=body, what="query", transform=_find_result), callback)
+
+    def partition_iter_all_docs(self, partition: str, page_size: int = 1000, **options: Any) -> Pager:
+        """A :class:`~corduroy.views.Pager` over one partition's ``_all_docs`` (as :meth:`iter_all_docs`)."""
+        return Pager(self, "_all_docs", _partition_path(partition) + "/_all_docs", page_size, options,
+                     all_docs=True)
+
+    def partition_iterview(self, partition: str, name: str, page_size: int = 1000, **options: Any) -> Pager:
+        """A :class:`~corduroy.views.Pager` over view ``name`` in one partition (as :meth:`iterview`)."""
+        return Pager(self, name, _partition_path(partition) + "/" + _view_path(name), page_size, options,
+                     all_docs=False)
+
+    def partition_iterfind(self, partition: str, selector: dict, page_size: int = 100,
+                           **options: Any) -> FindPager:
+        """A :class:`~corduroy.mango.FindPager` over a Mango query in one partition (as :meth:`iterfind`)."""
+        if "callback" in options:
+            raise TypeError("partition_iterfind takes no callback: iterate over the pager, or call "
+                            "pager.next_page(callback=...)")
+        if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
+            raise ValueError("page_size is a positive int, not %s" % describe(page_size))
+        path = _partition_path(partition) + "/_find"
+        query = _partition_query(selector, options)
+        return FindPager(self, query, page_size, path=path)
 

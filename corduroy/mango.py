@@ -21,7 +21,9 @@ from __future__ import annotations
 from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union
 
 from loop import Operation, Status, get_reactor, trampoline
+from loop.redact import describe, type_name
 
+from .contract import io_methods
 from .http import CouchOperation, finish
 from .streaming import stream_rows
 from .urls import quote_segment
@@ -91,12 +93,12 @@ def _find_result(data: Any, status: Status) -> FindResult:
 
 def _check_bool(name: str, value: Any) -> None:
     if not isinstance(value, bool):
-        raise TypeError("%s must be True or False, got %r" % (name, value))
+        raise TypeError("%s must be True or False, got %s" % (name, describe(value)))
 
 
 def _check_count(name: str, value: Any, minimum: int = 0) -> None:
     if isinstance(value, bool) or not isinstance(value, int):
-        raise TypeError("%s must be an int, got %r" % (name, value))
+        raise TypeError("%s must be an int, got %s" % (name, describe(value)))
     if value < minimum:
         raise ValueError("%s must be at least %d, got %d" % (name, minimum, value))
 
@@ -112,7 +114,7 @@ def _check_fields(fields: Any) -> List[str]:
         raise TypeError("fields must be a list of field names, not %s" % type(fields).__name__)
     for field in fields:
         if not isinstance(field, str) or not field:
-            raise TypeError("fields must be non-empty strs, got %r" % (field,))
+            raise TypeError("fields must be non-empty strs, got %s" % describe(field))
     return list(fields)
 
 
@@ -127,7 +129,7 @@ def _check_sort(sort: Any) -> List[Any]:
             (field, direction), = item.items()
             if isinstance(field, str) and field and direction in ("asc", "desc"):
                 continue
-        raise TypeError('each sort item is a field name or {"field": "asc" | "desc"}, got %r' % (item,))
+        raise TypeError('each sort item is a field name or {"field": "asc" | "desc"}, got %s' % describe(item))
     return list(sort)
 
 
@@ -137,7 +139,7 @@ def _check_use_index(use_index: Any) -> Any:
     if isinstance(use_index, (list, tuple)) and 1 <= len(use_index) <= 2 \
             and all(isinstance(part, str) and part for part in use_index):
         return list(use_index)
-    raise TypeError('use_index is a design document name, or ["ddoc", "index-name"], got %r' % (use_index,))
+    raise TypeError('use_index is a design document name, or ["ddoc", "index-name"], got %s' % describe(use_index))
 
 
 def _query(selector: Any, fields: Any = None, sort: Any = None, limit: Any = None, skip: Any = None,
@@ -159,7 +161,7 @@ def _query(selector: Any, fields: Any = None, sort: Any = None, limit: Any = Non
         body["skip"] = skip
     if bookmark is not None:
         if not isinstance(bookmark, str):
-            raise TypeError("bookmark must be the str a previous query returned, got %r" % (bookmark,))
+            raise TypeError("bookmark must be the str a previous query returned, got %s" % describe(bookmark))
         body["bookmark"] = bookmark
     if use_index is not None:
         body["use_index"] = _check_use_index(use_index)
@@ -181,7 +183,7 @@ def _query(selector: Any, fields: Any = None, sort: Any = None, limit: Any = Non
 
 def _bare_ddoc(ddoc: Any) -> str:
     if not isinstance(ddoc, str) or not ddoc:
-        raise TypeError("a design document is named by a non-empty str, got %r" % (ddoc,))
+        raise TypeError("a design document is named by a non-empty str, got %s" % describe(ddoc))
     if ddoc.startswith(_DESIGN):
         ddoc = ddoc[len(_DESIGN):]
         if not ddoc:
@@ -191,6 +193,7 @@ def _bare_ddoc(ddoc: Any) -> str:
 
 # -- the mixin -------------------------------------------------------------
 
+@io_methods
 class MangoMixin:
     """Database methods: Mango queries (``_find``), their indexes (``_index``) and ``_explain``."""
 
@@ -235,9 +238,9 @@ class MangoMixin:
         if on_doc is None:
             return finish(self._request("POST", "/_find", json=body, transform=_find_result), callback)
         if not callable(on_doc):
-            raise TypeError("on_doc must be callable, got %r" % (on_doc,))
+            raise TypeError("on_doc must be callable, got %s" % type_name(on_doc))
         if callback is not None and not callable(callback):
-            raise TypeError("callback must be callable, got %r" % (callback,))
+            raise TypeError("callback must be callable, got %s" % type_name(callback))
         return self._run(self._find_streamed(body, on_doc), callback)
 
     def _find_streamed(self, body: Dict[str, Any], on_doc: Callable[[Any], Any]) -> Generator[Any, Any, FindResult]:
@@ -322,22 +325,22 @@ class MangoMixin:
         ``name``.
         """
         if not isinstance(fields, (list, tuple)) or not fields:
-            raise TypeError("fields must be a non-empty list of field names, got %r" % (fields,))
+            raise TypeError("fields must be a non-empty list of field names, got %s" % describe(fields))
         for field in fields:
             if not ((isinstance(field, str) and field) or (isinstance(field, dict) and field)):
-                raise TypeError("index fields are field names or dicts, got %r" % (field,))
+                raise TypeError("index fields are field names or dicts, got %s" % describe(field))
         definition: Dict[str, Any] = {"fields": list(fields)}
         if partial_filter_selector is not None:
             _check_selector(partial_filter_selector)
             definition["partial_filter_selector"] = partial_filter_selector
         if not isinstance(type, str) or not type:
-            raise TypeError("type is an index type such as \"json\" or \"text\", got %r" % (type,))
+            raise TypeError("type is an index type such as \"json\" or \"text\", got %s" % describe(type))
         body: Dict[str, Any] = {"index": definition, "type": type}
         if ddoc is not None:
             body["ddoc"] = _bare_ddoc(ddoc)
         if name is not None:
             if not isinstance(name, str) or not name:
-                raise TypeError("name must be a non-empty str, got %r" % (name,))
+                raise TypeError("name must be a non-empty str, got %s" % describe(name))
             body["name"] = name
         if partitioned is not None:
             _check_bool("partitioned", partitioned)
@@ -361,7 +364,7 @@ class MangoMixin:
         bare = _bare_ddoc(ddoc)
         for label, value in (("name", name), ("type", type)):
             if not isinstance(value, str) or not value:
-                raise TypeError("%s must be a non-empty str, got %r" % (label, value))
+                raise TypeError("%s must be a non-empty str, got %s" % (label, describe(value)))
         path = "/_index/%s/%s/%s" % (quote_segment(_DESIGN + bare), quote_segment(type), quote_segment(name))
         return finish(self._request("DELETE", path), callback)
 
@@ -497,6 +500,7 @@ class _Keyset:
                 _drop_path(doc, parts)
 
 
+@io_methods
 class FindPager:
     """Pages through a Mango query's results, following bookmarks (never ``skip``).
 
@@ -511,8 +515,9 @@ class FindPager:
     pages by sort key instead: see :class:`_Keyset`.
     """
 
-    def __init__(self, db: Any, query: Dict[str, Any], page_size: int = PAGE_SIZE) -> None:
+    def __init__(self, db: Any, query: Dict[str, Any], page_size: int = PAGE_SIZE, path: str = "/_find") -> None:
         self.db = db
+        self._path = path
         self._query = dict(query)
         #: How many documents each request asks for.
         self.page_size = page_size
@@ -562,7 +567,7 @@ class FindPager:
                 if first and self._skip:
                     body["skip"] = self._skip
                 self.requests += 1
-                data = yield self.db._request("POST", "/_find", json=body)
+                data = yield self.db._request("POST", self._path, json=body)
                 docs = list(data.get("docs") or [])
                 self.warning = data.get("warning")
                 self.execution_stats = data.get("execution_stats")

@@ -26,6 +26,7 @@ import inspect
 from typing import Any, Callable, TypeVar
 
 from loop import get_reactor, trampoline
+from loop.reactor import call_blocking, would_block
 
 from .http import CouchOperation, finish
 
@@ -41,16 +42,22 @@ def relax(fn: F) -> F:
             raise TypeError("@relax is for generator functions; an async def function can simply await")
         raise TypeError("@relax is for generator functions (functions that use `yield`)")
 
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
+    def start(args: Any, kwargs: Any) -> Any:
         reactor = get_reactor()
         reactor._async_depth += 1  # calls made while building the generator must not block
         try:
             gen = fn(*args, **kwargs)
         finally:
             reactor._async_depth -= 1
-        op = trampoline(gen, reactor, CouchOperation(reactor))
-        return finish(op, None)
+        op = CouchOperation(reactor)
+        op.origin = "@relax %s()" % fn.__qualname__
+        return finish(trampoline(gen, reactor, op), None)
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        if would_block():
+            return call_blocking(start, args, kwargs)
+        return start(args, kwargs)
 
     wrapper.__relaxed__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

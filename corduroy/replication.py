@@ -18,9 +18,11 @@ import base64
 from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Optional, Tuple, Union
 
 from loop import Status, get_reactor, trampoline
+from loop.redact import describe
 
+from .contract import io_methods
 from .exceptions import Conflict
-from .http import CouchOperation, Server, finish
+from .http import CouchOperation, Server, call_limits_set, finish
 from .session import session_credentials
 from .urls import doc_path, quote_segment, split_credentials, validate_db_name
 
@@ -100,7 +102,7 @@ def replication_body(server: Server, source: Any, target: Any, options: Dict[str
     for key, value in options.items():
         kind = REPLICATION_OPTIONS.get(key)
         if kind is None:
-            raise TypeError("unknown replication option %r" % key)
+            raise TypeError("unknown replication option %s" % describe(key))
         if value is None:
             continue
         if not isinstance(value, kind) or (kind is int and isinstance(value, bool)):
@@ -119,7 +121,8 @@ def replication_body(server: Server, source: Any, target: Any, options: Dict[str
         body["doc_ids"] = [i.replace("%", "%25").replace("+", "%2B") for i in ids]
     for name, value in (body.get("query_params") or {}).items():
         if not isinstance(name, str) or not isinstance(value, str):
-            raise TypeError("query_params maps names to string values (got %r: %s)" % (name, type(value).__name__))
+            raise TypeError("query_params maps names to string values (got %s: %s)"
+                            % (describe(name), type(value).__name__))
     body["source"] = resolve_endpoint(server, source, "source")
     body["target"] = resolve_endpoint(server, target, "target")
     return body
@@ -131,13 +134,16 @@ def replicate(server: Server, source: Endpoint, target: Endpoint, callback: Call
     doc_id = options.pop("_id", None)
     body = replication_body(server, source, target, options)
     if doc_id is None:
-        return finish(server.request("POST", "/_replicate", json=body, what="replication request"), callback)
+        # A one-shot replication answers when it is done: no stall timeout
+        # unless the caller set one (corduroy.timeouts).
+        return finish(server.request("POST", "/_replicate", json=body, what="replication request",
+                                     idle_timeout=None if call_limits_set("idle_timeout") else 0), callback)
     path = "/_replicator/" + doc_path(doc_id)
     if body.get("cancel"):
         reactor = get_reactor()
         return finish(trampoline(_forget(server, path), reactor, CouchOperation(reactor)), callback)
     body["_id"] = doc_id
-    return finish(server.request("PUT", path, json=body, what="replication document %r" % doc_id), callback)
+    return finish(server.request("PUT", path, json=body, what="replication document %s" % describe(doc_id)), callback)
 
 
 #: How often cancelling a persistent replication re-reads its document when
@@ -157,6 +163,7 @@ def _forget(server: Server, path: str) -> Generator[Any, Any, Any]:
     raise AssertionError("unreachable")  # pragma: no cover
 
 
+@io_methods
 class ReplicationMixin:
     """Database methods: replication from and to this database (push, pull)."""
 

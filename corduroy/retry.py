@@ -42,7 +42,7 @@ from typing import Any, Iterable, Optional
 import pycurl
 
 from loop import Request
-from loop.redact import redact_url
+from loop.redact import describe, redact_url
 
 from .exceptions import ConnectionFailed, HTTPError, Timeout, TLSError, Unauthorized
 from .http import _last_header, is_idempotent, maybe_sent, resend_counts, resend_state
@@ -109,11 +109,11 @@ class RetryPolicy:
                  retry_unsent_writes: bool = True, streams: bool = False,
                  rng: Optional[random.Random] = None) -> None:
         if not isinstance(retries, int) or isinstance(retries, bool) or retries < 0:
-            raise ValueError("retries must be an int >= 0, got %r" % (retries,))
+            raise ValueError("retries must be an int >= 0, got %s" % describe(retries))
         for name, value in (("backoff", backoff), ("max_backoff", max_backoff),
                             ("max_retry_after", max_retry_after)):
             if not isinstance(value, (int, float)) or isinstance(value, bool) or not value >= 0:
-                raise ValueError("%s is in seconds (a number >= 0), got %r" % (name, value))
+                raise ValueError("%s is in seconds (a number >= 0), got %s" % (name, describe(value)))
         self.retries = retries
         self.backoff = float(backoff)
         self.max_backoff = float(max_backoff)
@@ -132,7 +132,7 @@ class RetryPolicy:
             return None
         if isinstance(setting, int) and not isinstance(setting, bool):
             return cls(retries=setting) if setting else None
-        raise TypeError("retries must be a RetryPolicy or an int (0: no retries), got %r" % (setting,))
+        raise TypeError("retries must be a RetryPolicy or an int (0: no retries), got %s" % describe(setting))
 
     def __repr__(self) -> str:
         return "<RetryPolicy retries=%d backoff=%g..%g s statuses=%s>" % (

@@ -9,8 +9,10 @@ from __future__ import annotations
 
 from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
 
-from loop import Status
+from loop import Status, get_reactor
+from loop.redact import describe
 
+from .contract import io_methods
 from .exceptions import BadRequest, NotFound
 from .http import Server, finish
 from .replication import Endpoint, replicate
@@ -33,7 +35,7 @@ def _split_name(name: Optional[str], what: str) -> Tuple[Optional[str], Optional
         raise TypeError("a %s name is a str like 'section' or 'section/key', not %s" % (what, type(name).__name__))
     section, sep, key = name.partition("/")
     if not section or (sep and not key):
-        raise ValueError("invalid %s name %r: use 'section' or 'section/key'" % (what, name))
+        raise ValueError("invalid %s name %s: use 'section' or 'section/key'" % (what, describe(name)))
     return section, (key if sep else None)
 
 
@@ -48,6 +50,7 @@ def _config_value(value: Any) -> str:
     raise TypeError("configuration values are strings (or numbers, booleans), not %s" % type(value).__name__)
 
 
+@io_methods
 class ServerMixin:
     """Couch methods for server-wide endpoints."""
 
@@ -132,13 +135,14 @@ class ServerMixin:
         if name is None:
             return finish(self.server.request("GET", path), callback)
         if not isinstance(name, str) or not name or any(not part for part in name.split("/")):
-            raise ValueError("a statistic is named 'group' or 'group/metric', got %r" % (name,))
+            raise ValueError("a statistic is named 'group' or 'group/metric', got %s" % describe(name))
         path += "".join("/" + quote_segment(part) for part in name.split("/"))
         url = self.server.url + path
 
         def found(data: Any, status: Status) -> Any:
             if data is None:  # CouchDB answers null for a name it does not know
-                raise NotFound(reason="no statistic named %r" % name, error="not_found", method="GET", url=url)
+                raise NotFound(reason="no statistic named %s" % describe(name), error="not_found", method="GET",
+                               url=url)
             return data
 
         return finish(self.server.request("GET", path, transform=found), callback)
@@ -153,7 +157,7 @@ class ServerMixin:
             raise TypeError("dbs_info takes a list of database names")
         for name in names:
             if not isinstance(name, str) or not name:
-                raise TypeError("database names are non-empty strings, got %r" % (name,))
+                raise TypeError("database names are non-empty strings, got %s" % describe(name))
         return finish(self.server.request("POST", "/_dbs_info", json={"keys": list(names)}), callback)
 
     def up(self, callback: Callback = None) -> Any:
@@ -171,6 +175,87 @@ class ServerMixin:
     def node_info(self, callback: Callback = None) -> Any:
         """The name of the node answering (``/_node/_local``): ``{"name": "couchdb@..."}``."""
         return finish(self.server.request("GET", "/_node/_local"), callback)
+
+    def cluster_setup(self, ensure_dbs_exist: Optional[List[str]] = None, callback: Callback = None) -> Any:
+        """How far the node's cluster setup went (``GET /_cluster_setup``): ``{"state": ...}``.
+
+        ``state`` is ``"cluster_disabled"``, ``"single_node_disabled"``,
+        ``"single_node_enabled"``, ``"cluster_enabled"`` or
+        ``"cluster_finished"``; ``ensure_dbs_exist`` names the system
+        databases to check (default ``_users``, ``_replicator``).  Setting a
+        cluster up (the ``POST`` actions) is left to deployment tools.
+
+        >>> couch.cluster_setup()["state"]             # doctest: +SKIP
+        'cluster_finished'
+        """
+        params = None
+        if ensure_dbs_exist is not None:
+            if isinstance(ensure_dbs_exist, str) or not isinstance(ensure_dbs_exist, (list, tuple)) \
+                    or not all(isinstance(n, str) and n for n in ensure_dbs_exist):
+                raise TypeError("ensure_dbs_exist is a list of database names")
+            params = {"ensure_dbs_exist": list(ensure_dbs_exist)}
+        return finish(self.server.request("GET", "/_cluster_setup", params=params), callback)
+
+    def db_updates(self, feed: str = "normal", callback: Callback = None, **options: Any) -> Any:
+        """Database events on the whole server (``/_db_updates``): ``{results, last_seq}``, or a live feed.
+
+        Each result is ``{db_name, type, seq}`` with ``type`` ``"created"``,
+        ``"updated"`` or ``"deleted"``.  ``feed`` is ``"normal"`` (what
+        happened so far), ``"longpoll"`` (wait for the next event) or
+        ``"continuous"``: with ``callback=listener`` that returns a listening
+        :class:`~corduroy.changes.DbUpdatesFeed` calling
+        ``listener(last_seq, events)``, as ``db.changes(feed="continuous")``
+        does (see :meth:`follow_db_updates` for an iterator).  Options
+        ``since`` (a ``last_seq``, or ``"now"``), ``limit``, ``descending``,
+        ``timeout`` (ms, longpoll), ``heartbeat``.  Admins only; CouchDB 2
+        and later (pouchdb-server has no such endpoint).
+
+        >>> couch.db_updates(since="now", feed="longpoll", timeout=10000)   # doctest: +SKIP
+        {'results': [{'db_name': 'recipes', 'type': 'created', 'seq': '...'}], 'last_seq': '...'}
+        """
+        if feed not in ("normal", "longpoll", "continuous"):
+            raise ValueError("db_updates reads the normal, longpoll or continuous feed, not %s" % describe(feed))
+        if feed == "continuous":
+            from .changes import DbUpdatesFeed
+
+            if callback is None:
+                if not get_reactor().in_async_context():
+                    raise TypeError("feed='continuous' needs callback=listener(last_seq, events); to iterate "
+                                    "over events, use couch.follow_db_updates()")
+                return DbUpdatesFeed(self.server, None, **options)
+            return DbUpdatesFeed(self.server, callback, **options).listen()  # type: ignore[arg-type]
+        for name in ("latency", "on_error"):
+            if name in options:
+                raise TypeError("%s= applies to feed='continuous' only" % name)
+        since = options.get("since")
+        if since is not None and (isinstance(since, bool) or not isinstance(since, (str, int))):
+            raise TypeError("since is a seq from the server (str or int) or 'now', not %s" % describe(since))
+        params: Dict[str, Any] = {"feed": feed}
+        params.update((k, v) for k, v in options.items() if v is not None)
+        timeout = None
+        if feed == "longpoll" and self.server.timeout:
+            # Long enough for the server's own wait (the request's deadline would end it first).
+            wait = params.get("timeout")
+            seconds = wait / 1000.0 if isinstance(wait, (int, float)) and not isinstance(wait, bool) else 60.0
+            timeout = 0 if params.get("heartbeat") else self.server.timeout + seconds
+        return finish(self.server.request("GET", "/_db_updates", params=params, timeout=timeout), callback)
+
+    def follow_db_updates(self, since: Any = None, **options: Any) -> Any:
+        """The continuous ``_db_updates`` feed as an iterator of events (no I/O until first used).
+
+        The same resilient feed as ``db.follow()``, server-wide:
+        ``for event in couch.follow_db_updates(since="now")`` (blocking),
+        ``async for``, or ``event = yield feed.next()`` in ``@relax`` code.
+        Options ``limit`` (end after that many events), ``heartbeat``,
+        ``timeout``; ``stop()`` (or ``with``) closes it.
+        """
+        from .changes import DbUpdatesFeed
+
+        for name in ("latency", "callback"):
+            if name in options:
+                raise TypeError("follow_db_updates() takes no %s=: use db_updates(feed='continuous', "
+                                "callback=...)" % name)
+        return DbUpdatesFeed(self.server, None, since=since, **options)
 
     # -- replication ----------------------------------------------------
     def replicate(self, source: Endpoint, target: Endpoint, callback: Callback = None, **options: Any) -> Any:

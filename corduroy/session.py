@@ -16,7 +16,9 @@ import logging
 from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple
 
 from loop import Request, Status
+from loop.redact import describe
 
+from .contract import io_methods
 from .exceptions import BadResponse, CouchError, Unauthorized
 from .http import Server, finish
 from .urls import doc_path
@@ -179,6 +181,7 @@ def session_credentials(server: Server) -> Optional[Tuple[str, str]]:
     return session.credentials if session is not None else None
 
 
+@io_methods
 class SessionMixin:
     """Couch methods for cookie sessions and users."""
 
@@ -267,7 +270,7 @@ class SessionMixin:
         doc.update({"_id": USER_PREFIX + name, "name": name, "password": password, "roles": roles,
                     "type": "user"})
         return finish(self.server.request("PUT", "/_users/" + doc_path(doc["_id"]), json=doc,
-                                          what="user document %r" % doc["_id"]), callback)
+                                          what="user document %s" % describe(doc["_id"])), callback)
 
     def delete_user(self, name: str, callback: Callback = None) -> Any:
         """Delete user ``name`` from ``_users``; returns ``{ok, id, rev}`` (NotFound if there is none)."""

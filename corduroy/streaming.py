@@ -37,6 +37,7 @@ import re
 from typing import Any, Callable, Dict, List, Optional, Tuple
 
 from loop import Operation, Status
+from loop.redact import describe, type_name
 
 from . import codec
 from .document import Document
@@ -173,9 +174,9 @@ class RowParser:
 
     def __init__(self, array: str = "rows", on_row: Optional[Callable[[Any], Any]] = None) -> None:
         if not isinstance(array, str) or not array:
-            raise TypeError("array must name a top-level member (a non-empty str), got %r" % (array,))
+            raise TypeError("array must name a top-level member (a non-empty str), got %s" % describe(array))
         if on_row is not None and not callable(on_row):
-            raise TypeError("on_row must be callable, got %r" % (on_row,))
+            raise TypeError("on_row must be callable, got %s" % type_name(on_row))
         self.array = array
         self.on_row = on_row
         #: How many elements have been handed to ``on_row`` so far.
@@ -425,9 +426,9 @@ def stream_rows(
     ``on_row`` aborts the transfer and fails it with that exception.
     """
     if on_row is None or not callable(on_row):
-        raise TypeError("on_row must be callable, got %r" % (on_row,))
+        raise TypeError("on_row must be callable, got %s" % type_name(on_row))
     if make_row is not None and not callable(make_row):
-        raise TypeError("make_row must be callable, got %r" % (make_row,))
+        raise TypeError("make_row must be callable, got %s" % type_name(make_row))
     if make_row is None:
         deliver = on_row
     else:

@@ -21,6 +21,8 @@ from typing import Any, Dict, Optional
 
 import pycurl
 
+from loop.redact import describe
+
 __all__ = ["tls_options", "system_ca_bundle"]
 
 #: Where Linux and BSD distributions keep their CA bundle (the first that exists wins).
@@ -65,7 +67,7 @@ def _check_file(value: Any, what: str) -> Optional[str]:
     if not isinstance(value, str) or not value:
         raise TypeError("%s must be a file path (str), got %s" % (what, type(value).__name__))
     if not os.path.isfile(value):
-        raise ValueError("%s: no such file: %r" % (what, value))
+        raise ValueError("%s: no such file: %s" % (what, describe(value)))
     return value
 
 
@@ -77,7 +79,7 @@ def tls_options(url: str, verify: bool = True, ca_bundle: Any = None, client_cer
     wrong type or a file that does not exist.
     """
     if not isinstance(verify, bool):
-        raise TypeError("verify must be True or False, got %r" % (verify,))
+        raise TypeError("verify must be True or False, got %s" % describe(verify))
     ca_bundle = _check_file(ca_bundle, "ca_bundle")
     client_cert = _check_file(client_cert, "client_cert")
     client_key = _check_file(client_key, "client_key")

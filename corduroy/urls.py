@@ -12,10 +12,12 @@ import re
 from typing import Any, List, Mapping, Optional, Tuple
 from urllib.parse import quote, unquote, urlsplit, urlunsplit
 
+from loop.redact import describe
+
 from . import codec
 
 __all__ = [
-    "quote_segment", "doc_path", "db_path", "validate_db_name", "encode_query",
+    "quote_segment", "doc_path", "check_doc_id", "db_path", "validate_db_name", "encode_query",
     "split_credentials", "JSON_PARAMS",
 ]
 
@@ -49,6 +51,8 @@ def quote_segment(value: str) -> str:
 def doc_path(doc_id: str) -> str:
     """The path of a document id inside its database, quoted.
 
+    Raises ValueError for an id no document can have (see :func:`check_doc_id`).
+
     >>> doc_path("a/b c")
     'a%2Fb%20c'
     >>> doc_path("_design/app")
@@ -59,14 +63,46 @@ def doc_path(doc_id: str) -> str:
             return doc_id
     except TypeError:
         pass
+    check_doc_id(doc_id)
+    if doc_id[0] == "_":
+        prefix = _DESIGN if doc_id.startswith(_DESIGN) else _LOCAL
+        return prefix + quote_segment(doc_id[len(prefix):])
+    return quote_segment(doc_id)
+
+
+_DESIGN = "_design/"
+_LOCAL = "_local/"
+
+
+def check_doc_id(doc_id: Any) -> str:
+    """Return ``doc_id`` if a document can have it; raise TypeError or ValueError (before any I/O) if not.
+
+    Ids are non-empty strings.  Only ``_design/NAME`` and ``_local/NAME``
+    start with ``_``: any other leading underscore names a database
+    endpoint (``_all_docs``, ``_security``, ``_revs_limit``...), never a
+    document, so it is refused.
+
+    >>> check_doc_id("_design/app")
+    '_design/app'
+    >>> check_doc_id("_security")
+    Traceback (most recent call last):
+    ...
+    ValueError: invalid document id '_security': only _design/... and _local/... ids may start with '_' ...
+    """
     if not isinstance(doc_id, str):
         raise TypeError("document ids are strings, not %s" % type(doc_id).__name__)
     if not doc_id:
         raise ValueError("a document id cannot be empty")
-    for prefix in ("_design/", "_local/"):
-        if doc_id.startswith(prefix) and len(doc_id) > len(prefix):
-            return prefix + quote_segment(doc_id[len(prefix):])
-    return quote_segment(doc_id)
+    if doc_id[0] == "_":
+        for prefix in (_DESIGN, _LOCAL):
+            if doc_id.startswith(prefix):
+                if len(doc_id) > len(prefix):
+                    return doc_id
+                raise ValueError("invalid document id %s: it needs a name after %s" % (describe(doc_id), prefix))
+        raise ValueError(
+            "invalid document id %s: only _design/... and _local/... ids may start with '_' (other names "
+            "starting with '_' are database endpoints, not documents)" % describe(doc_id))
+    return doc_id
 
 
 def validate_db_name(name: str) -> str:
@@ -81,8 +117,8 @@ def validate_db_name(name: str) -> str:
         return name
     if not name or len(name) > _MAX_DB_NAME or not _DB_NAME.match(name):
         raise ValueError(
-            "invalid database name %r: it must start with a lower-case letter and contain only "
-            "a-z, 0-9 and _$()+-/ (at most %d characters)" % (name, _MAX_DB_NAME)
+            "invalid database name %s: it must start with a lower-case letter and contain only "
+            "a-z, 0-9 and _$()+-/ (at most %d characters)" % (describe(name), _MAX_DB_NAME)
         )
     return name
 
@@ -93,14 +129,16 @@ def db_path(name: str) -> str:
 
 
 def _param_value(name: str, value: Any) -> str:
-    if name in JSON_PARAMS:
+    if name in JSON_PARAMS:  # one of a few known names: safe to show
         return codec.encode(value, "query parameter %r" % name).decode("utf-8")
     if value is True:
         return "true"
     if value is False:
         return "false"
     if isinstance(value, (dict, list)):
-        return codec.encode(value, "query parameter %r" % name).decode("utf-8")
+        return codec.encode(value, "query parameter %s" % describe(name)).decode("utf-8")
+    if isinstance(value, (bytes, bytearray, memoryview)):  # str() would send "b'...'"
+        raise TypeError("query parameter %s is %s: pass a str" % (describe(name), type(value).__name__))
     return str(value)
 
 
@@ -122,9 +160,13 @@ def encode_query(params: Optional[Mapping[str, Any]]) -> str:
 
 def split_credentials(url: str) -> Tuple[str, Optional[Tuple[str, str]]]:
     """Split ``user:password@`` out of ``url``: ``(url_without, (user, password) or None)``."""
+    if not isinstance(url, str):
+        raise TypeError("a CouchDB URL is a str, not %s" % type(url).__name__)
     parts = urlsplit(url)
     if parts.scheme not in ("http", "https"):
-        raise ValueError("CouchDB URLs start with http:// or https://, not %r" % (parts.scheme + "://",))
+        # Name the scheme only when the URL really has one: "admin:pw@host" would show "admin".
+        shown = " (this one starts with %s)" % describe(parts.scheme + "://") if "://" in url else ""
+        raise ValueError("CouchDB URLs start with http:// or https://%s" % shown)
     if not parts.hostname:
         raise ValueError("the URL has no host")
     credentials = None

@@ -17,16 +17,28 @@ from __future__ import annotations
 import logging
 import uuid
 from typing import (
-    Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Mapping, Optional, Tuple, Union,
+    Any,
+    AsyncIterator,
+    Callable,
+    Dict,
+    Generator,
+    Iterator,
+    List,
+    Mapping,
+    Optional,
+    Tuple,
+    Union,
     overload,
 )
 from urllib.parse import quote as _quote
 
 from loop import Operation, Status, completed, get_reactor, trampoline
+from loop.redact import describe, type_name
 
 from . import codec
+from .contract import io_methods
 from .document import Document
-from .exceptions import NotFound
+from .exceptions import BadResponse, NotFound
 from .http import CouchOperation, finish
 from .urls import doc_path, encode_query, quote_segment
 
@@ -239,6 +251,11 @@ class Formatted:
 
 
 # -- names and options --------------------------------------------------
+#: Search options whose values are JSON (a sort field is a JSON string too).
+_SEARCH_JSON_OPTIONS = frozenset({"sort", "counts", "drilldown", "ranges", "group_sort", "highlight_fields",
+                                  "include_fields"})
+
+
 def _split_name(name: Any, what: str) -> Tuple[str, str]:
     """``"ddoc/func"`` or ``"_design/ddoc/func"`` as ``(ddoc, func)``."""
     if not isinstance(name, str):
@@ -246,7 +263,7 @@ def _split_name(name: Any, what: str) -> Tuple[str, str]:
     rest = name[len("_design/"):] if name.startswith("_design/") else name
     ddoc, sep, func = rest.partition("/")
     if not sep or not ddoc or not func:
-        raise ValueError("a %s is named 'ddoc/name' (or '_design/ddoc/name'), got %r" % (what, name))
+        raise ValueError("a %s is named 'ddoc/name' (or '_design/ddoc/name'), got %s" % (what, describe(name)))
     return ddoc, func
 
 
@@ -258,31 +275,31 @@ def _check_options(options: Mapping[str, Any], allowed: Optional[frozenset], wha
     """Raise TypeError/ValueError for an unknown option or a value of the wrong kind."""
     for name, value in options.items():
         if allowed is not None and name not in allowed:
-            raise TypeError("unknown %s option %r (known: %s)" % (what, name, ", ".join(sorted(allowed))))
+            raise TypeError("unknown %s option %s (known: %s)" % (what, describe(name), ", ".join(sorted(allowed))))
         if value is None:
             continue
         if name in _BOOL_OPTIONS:
             if not isinstance(value, bool):
-                raise TypeError("%s option %r is a bool, not %r" % (what, name, value))
+                raise TypeError("%s option %s is a bool, not %s" % (what, describe(name), describe(value)))
         elif name in _INT_OPTIONS:
             if isinstance(value, bool) or not isinstance(value, int) or value < 0:
-                raise ValueError("%s option %r is a non-negative int, not %r" % (what, name, value))
+                raise ValueError("%s option %s is a non-negative int, not %s" % (what, describe(name), describe(value)))
         elif name in _STR_OPTIONS:
             if not isinstance(value, str):
-                raise TypeError("%s option %r is a document id (str), not %r" % (what, name, value))
+                raise TypeError("%s option %s is a document id (str), not %s" % (what, describe(name), describe(value)))
         elif name == "keys":
             if not isinstance(value, (list, tuple)):
                 raise TypeError("%s option 'keys' is a list of keys, not %s" % (what, type(value).__name__))
         elif name == "stale":
             if value not in ("ok", "update_after"):
-                raise ValueError("%s option 'stale' is 'ok' or 'update_after', not %r" % (what, value))
+                raise ValueError("%s option 'stale' is 'ok' or 'update_after', not %s" % (what, describe(value)))
         elif name == "update":
             if value not in (True, False, "true", "false", "lazy"):
-                raise ValueError("%s option 'update' is True, False or 'lazy', not %r" % (what, value))
+                raise ValueError("%s option 'update' is True, False or 'lazy', not %s" % (what, describe(value)))
     if options.get("keys") is not None:
         for other in ("key", "startkey", "endkey", "start_key", "end_key"):
             if other in options:
-                raise ValueError("%s option 'keys' cannot be combined with %r" % (what, other))
+                raise ValueError("%s option 'keys' cannot be combined with %s" % (what, describe(other)))
 
 
 def _view_request(options: Mapping[str, Any], allowed: Optional[frozenset],
@@ -330,14 +347,16 @@ def _formatted(data: Any, status: Status) -> Formatted:
     return Formatted(status.code, status.headers, data if data is not None else b"")
 
 
-def _form_value(value: Any) -> str:
+def _form_value(value: Any) -> Union[str, bytes]:
     if isinstance(value, str):
         return value
+    if isinstance(value, (bytes, bytearray)):  # form fields are octets: sent percent-encoded as they are
+        return bytes(value)
     return codec.encode(value, "form value").decode("utf-8")
 
 
 def _form_encode(fields: Mapping[str, Any]) -> bytes:
-    """``fields`` as ``application/x-www-form-urlencoded``; non-str values as JSON."""
+    """``fields`` as ``application/x-www-form-urlencoded``; bytes as they are, other non-str values as JSON."""
     parts = []
     for name, value in fields.items():
         if not isinstance(name, str):
@@ -347,6 +366,7 @@ def _form_encode(fields: Mapping[str, Any]) -> bytes:
 
 
 # -- the mixin ----------------------------------------------------------
+@io_methods
 class ViewsMixin:
     """Database methods: views, ``_all_docs``, temporary queries, shows, lists and updates."""
 
@@ -425,13 +445,90 @@ class ViewsMixin:
                             if str(r.get("key", "")).startswith("_design/")]
         return View.from_response("_design_docs", data, options)
 
+    def view_queries(self, name: str, queries: List[Dict[str, Any]], callback: Callback = None) -> Any:
+        """Several queries of view ``name`` in one request (``POST .../_view/view/queries``); a list of :class:`View`.
+
+        Each query is a dict of the options of :meth:`view` (values as
+        Python values: ``{"startkey": "a", "limit": 2}``); the result has one
+        View per query, in order.  CouchDB 2.2+ (pouchdb-server lacks it).
+
+        >>> [len(v) for v in db.view_queries("app/by_n", [{"limit": 1}, {"keys": [2, 3]}])]   # doctest: +SKIP
+        [1, 2]
+        """
+        ddoc, view = _split_name(name, "view")
+        path = _ddoc_prefix(ddoc) + "/_view/" + quote_segment(view) + "/queries"
+        return self._queries("%s/%s" % (ddoc, view), path, queries, VIEW_OPTIONS, callback)
+
+    def all_docs_queries(self, queries: List[Dict[str, Any]], callback: Callback = None) -> Any:
+        """Several ``_all_docs`` queries in one request (``POST /db/_all_docs/queries``); a list of :class:`View`.
+
+        Each query is a dict of the options of :meth:`all_docs`.  CouchDB 2.2+.
+        """
+        return self._queries("_all_docs", "/_all_docs/queries", queries, ALL_DOCS_OPTIONS, callback)
+
+    def _queries(self, label: str, path: str, queries: Any, allowed: frozenset, callback: Callback) -> Any:
+        if isinstance(queries, (str, bytes, dict)) or not isinstance(queries, (list, tuple)):
+            raise TypeError("queries is a list of dicts of query options, not %s" % type(queries).__name__)
+        if not queries:
+            raise ValueError("queries is empty: give at least one query")
+        body = []
+        for query in queries:
+            if not isinstance(query, dict):
+                raise TypeError("each query is a dict of query options, not %s" % type(query).__name__)
+            _check_options(query, allowed, label)
+            body.append({k: (list(v) if k == "keys" else v) for k, v in query.items()
+                         if v is not None or k in _JSON_VALUE_OPTIONS})
+        options = [dict(q) for q in queries]
+
+        def make_views(data: Any, status: Status) -> List[View]:
+            results = data.get("results") if isinstance(data, dict) else None
+            if not isinstance(results, list):
+                raise BadResponse(reason="the answer to %s has no results list" % path.lstrip("/"), method="POST")
+            return [View.from_response(label, r, o) for r, o in zip(results, options)]
+
+        return finish(self._request("POST", path, json={"queries": body}, what="view queries",
+                                    transform=make_views), callback)
+
+    def local_docs(self, callback: Callback = None, **options: Any) -> Any:
+        """Query ``_local_docs`` (the ``_local`` documents, CouchDB 2+); returns a :class:`View`.
+
+        Takes the options of :meth:`all_docs`; rows are keyed by the full
+        ``_local/...`` id.  pouchdb-server has no such endpoint (NotFound).
+        """
+        return self._rows_request("_local_docs", "/_local_docs", options, ALL_DOCS_OPTIONS, callback, None)
+
+    def search(self, name: str, query: str, callback: Callback = None, **options: Any) -> Any:
+        """Query the full-text search index ``name`` (``"ddoc/index"``, CouchDB with search enabled).
+
+        Returns the server's answer: ``{total_rows, bookmark, rows: [{id,
+        order, fields, doc?}]}``.  Options as in CouchDB: ``limit``,
+        ``bookmark``, ``include_docs``, ``sort``, ``counts``, ``drilldown``,
+        ``ranges``, ``group_field``... (JSON-valued ones are encoded for you).
+        A CouchDB without search answers 503 (ServerError) or, with no such
+        endpoint, NotFound.
+
+        >>> db.search("books/by_text", "author:tolkien", limit=5)["rows"]   # doctest: +SKIP
+        """
+        ddoc, index = _split_name(name, "search index")
+        if not isinstance(query, str) or not query:
+            raise TypeError("a search query is a non-empty Lucene query string, not %s" % describe(query))
+        params: Dict[str, Any] = {"q": query}
+        for key, value in options.items():
+            if value is None:
+                continue
+            if key in _SEARCH_JSON_OPTIONS:
+                value = codec.encode(value, "search option %s" % describe(key)).decode("utf-8")
+            params[key] = value
+        path = _ddoc_prefix(ddoc) + "/_search/" + quote_segment(index)
+        return finish(self._request("GET", path, params=params), callback)
+
     def _rows_request(self, label: str, path: str, options: Dict[str, Any], allowed: frozenset,
                       callback: Callback, on_row: Optional[Callable[[Row], Any]]) -> Any:
         method, query, body = _view_request(options, allowed, label)
         options = dict(options)
         if on_row is not None:
             if not callable(on_row):
-                raise TypeError("on_row must be callable, got %r" % (on_row,))
+                raise TypeError("on_row must be callable, got %s" % type_name(on_row))
             from .streaming import stream_rows
 
             return self._run(self._streamed(stream_rows, label, method, path + query, body, on_row, options),
@@ -585,6 +682,7 @@ class ViewsMixin:
         return Pager(self, "_all_docs", "/_all_docs", page_size, options, all_docs=True)
 
 
+@io_methods
 class Pager:
     """Rows of a view fetched page by page, holding one page in memory at a time.
 
@@ -612,7 +710,7 @@ class Pager:
     def __init__(self, db: Any, name: str, path: str, page_size: int, options: Dict[str, Any],
                  all_docs: bool) -> None:
         if isinstance(page_size, bool) or not isinstance(page_size, int) or page_size < 1:
-            raise ValueError("page_size is a positive int, not %r" % (page_size,))
+            raise ValueError("page_size is a positive int, not %s" % describe(page_size))
         what = "iterview" if not all_docs else "iter_all_docs"
         if "keys" in options:
             raise ValueError("%s pages over a key range; it cannot take keys= (use view/all_docs)" % what)

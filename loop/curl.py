@@ -51,20 +51,25 @@ import atexit
 import logging
 import os
 import select
-import warnings
 import weakref
 from collections import deque
 from typing import Any, Callable, Deque, Dict, List, Optional
 
 import pycurl
 
+from .redact import describe
 
 __all__ = ["CurlDriver", "Request"]
 
-# pycurl cannot run a CLOSESOCKETFUNCTION for a pooled connection whose easy
-# handle is not attached to the multi at that moment; it warns and closes the
-# socket itself.  _new_socket and the idle logic in _on_ready cover that case.
-warnings.filterwarnings("ignore", message="closesocket_callback failed to acquire thread")
+# No CLOSESOCKETFUNCTION is ever set: pycurl cannot run one for a pooled
+# connection whose easy handle is not attached to the multi at that moment
+# (cancelling a transfer on a reused connection, closing the multi); it then
+# warns ("closesocket_callback failed to acquire thread"), leaves the socket
+# open, and with warnings as errors leaves an exception set inside libcurl.
+# libcurl closes its sockets itself; the epoll modes need no word of it (the
+# kernel drops a closed descriptor from an epoll set, and a reused number is
+# registered afresh by _new_socket), and watch mode stops watching a socket as
+# soon as curl is done with it (POLL_REMOVE).
 
 
 def _pycurl_version() -> tuple:
@@ -72,11 +77,9 @@ def _pycurl_version() -> tuple:
     return tuple(int(part) for part in text.split(".")[:3] if part.isdigit())
 
 
-#: Keep idle pooled sockets registered with the reactor (see _on_socket).
-#: That needs to hear of every close: older pycurl (7.45 seen) neither runs
-#: the close callback for a pooled connection nor closes the socket then, so
-#: there idle sockets are unregistered at once, as libcurl asks.
-_KEEP_IDLE_SOCKETS = _pycurl_version() >= (7, 49)
+#: pycurl 7.49 or later: perform mode is the default only there (older pycurl,
+#: 7.45 on CPython 3.9, keeps the per-socket watchers it was proven with).
+_NEW_PYCURL = _pycurl_version() >= (7, 49)
 
 log = logging.getLogger("loop")
 
@@ -125,13 +128,11 @@ def default_mode() -> str:
     mode = os.environ.get("LOOP_CURL_MODE")
     if mode:
         if mode not in MODES:
-            raise ValueError("LOOP_CURL_MODE must be one of %s, not %r" % (", ".join(MODES), mode))
+            raise ValueError("LOOP_CURL_MODE must be one of %s, not %s" % (", ".join(MODES), describe(mode)))
         return mode
     if _epoll is None:
         return "watch"
-    # Older pycurl (7.45 seen) does not run the close callback for pooled
-    # connections; perform mode has only been proven with one that does.
-    return "perform" if _KEEP_IDLE_SOCKETS else "watch"
+    return "perform" if _NEW_PYCURL else "watch"
 
 #: Streams per HTTP/2 connection when ``set_limits`` is given no ``max_streams`` (libcurl's default).
 DEFAULT_STREAMS = 100
@@ -160,7 +161,7 @@ class Request:
         "method", "url", "headers", "body", "timeout", "connect_timeout", "low_speed",
         "on_done", "on_chunk", "options",
         "code", "header_lines", "body_out", "errno", "errmsg", "handle", "_chunks",
-        "context", "max_body", "driver", "sent",
+        "context", "max_body", "driver", "sent", "started",
     )
     sent: Optional[int]  # set only when a transfer fails (no cost to the others)
 
@@ -199,11 +200,17 @@ class Request:
         self.errmsg: Optional[str] = None
         self.handle: Any = None
         self._chunks: Optional[List[bytes]] = None
+        #: True once libcurl was given the request (it may have sent some of it).
+        self.started = False
 
     def __call__(self) -> bool:
         """Cancel this request (see :meth:`CurlDriver.cancel`); False if it is not pending."""
         driver = self.driver
         return driver.cancel(self) if driver is not None else False
+
+    def queued(self) -> bool:
+        """True while no byte of the request can have left: it was never handed to libcurl."""
+        return not self.started
 
     def __repr__(self) -> str:
         # Never print the URL raw: it may carry credentials.
@@ -253,7 +260,7 @@ class CurlDriver:
         if mode is None:
             mode = default_mode()
         elif mode not in MODES:
-            raise ValueError("mode must be one of %s, not %r" % (", ".join(MODES), mode))
+            raise ValueError("mode must be one of %s, not %s" % (", ".join(MODES), describe(mode)))
         if mode != "watch" and _epoll is None:
             raise ValueError("mode %r needs select.epoll, which this platform lacks" % mode)
         #: How curl's sockets reach the reactor (see the module's docstring).
@@ -437,11 +444,9 @@ class CurlDriver:
         curl.setopt(pycurl.FOLLOWLOCATION, 0)
         curl.setopt(pycurl.PATH_AS_IS, 1)  # never rewrite "/./" or "/../" in a path we built
         curl.setopt(pycurl.HTTP_VERSION, pycurl.CURL_HTTP_VERSION_1_1)
-        if _KEEP_IDLE_SOCKETS:
-            curl.setopt(pycurl.CLOSESOCKETFUNCTION, self._close_socket)
         curl.setopt(pycurl.SOCKOPTFUNCTION, self._new_socket)
-        # Idle connections are only closed when the server closes them (we
-        # see that) or when the pool needs room (we see the new socket).
+        # Idle connections are only closed when the server closes them or
+        # when the pool needs room.
         curl.setopt(pycurl.MAXAGE_CONN, 3600)
         handle.mode = None
         handle.hdrs = None
@@ -562,6 +567,7 @@ class CurlDriver:
 
         handle.request = request
         request.handle = handle
+        request.started = True
         self._active += 1
         try:
             self.multi.add_handle(curl)
@@ -577,18 +583,15 @@ class CurlDriver:
 
     # -- libcurl callbacks ----------------------------------------------
     def _on_socket(self, event: int, fd: int, multi: Any, data: Any) -> None:
+        # Watch mode: one reactor watcher per socket, while curl waits on it.
         # A kept-alive connection goes back and forth between a transfer and
-        # the pool: curl says POLL_REMOVE when it goes idle and asks again when
-        # it is reused.  Unregistering and registering the fd each time costs
-        # two epoll_ctl calls per request, so an idle socket stays registered
-        # and only marked idle (events on it are ignored, see _on_ready); the
-        # registration ends when curl closes the socket (_close_socket).
+        # the pool (POLL_REMOVE when it goes idle); its watcher goes with it,
+        # since nothing tells us when curl closes an idle socket.
         if event == _POLL_REMOVE:
+            # Without a close callback (see the top of the module) we would not
+            # hear when curl closes an idle socket: stop watching it now.
             if fd in self._watchers:
-                if _KEEP_IDLE_SOCKETS:
-                    self._idle.add(fd)
-                else:
-                    self._forget(fd)
+                self._forget(fd)
             return
         readable = bool(event & _POLL_IN)
         writable = bool(event & _POLL_OUT)
@@ -604,16 +607,15 @@ class CurlDriver:
         # The same bookkeeping as _on_socket, on the private epoll set.
         masks = self._masks
         if event == _POLL_REMOVE:
+            # An idle pooled socket stays in the set; if curl closes it, the
+            # kernel drops it from the set (see the top of the module).
             if fd in masks:
-                if _KEEP_IDLE_SOCKETS:
-                    self._idle.add(fd)
-                else:
-                    self._forget(fd)
+                self._idle.add(fd)
             return
         mask = event & 3  # POLL_IN 1, POLL_OUT 2, POLL_INOUT 3
         old = masks.get(fd)
         if old is None or old < 0:  # new, or an idle one taken out of the set (see _on_epoll)
-            self._epoll.register(fd, _EPOLL_MASK[mask])
+            self._epoll_set(fd, _EPOLL_MASK[mask])
             masks[fd] = mask
             if old is not None:
                 self._idle.discard(fd)
@@ -621,8 +623,15 @@ class CurlDriver:
         if self._idle:
             self._idle.discard(fd)
         if old != mask:
-            self._epoll.modify(fd, _EPOLL_MASK[mask])
+            self._epoll_set(fd, _EPOLL_MASK[mask])
             masks[fd] = mask
+
+    def _epoll_set(self, fd: int, events: int) -> None:
+        """Watch ``fd`` for ``events`` in the epoll set, whether or not it is registered (closed fds leave it)."""
+        try:
+            self._epoll.modify(fd, events)
+        except FileNotFoundError:
+            self._epoll.register(fd, events)
 
     def _on_socket_perform(self, event: int, fd: int, multi: Any, data: Any) -> None:
         # Which way curl waits does not matter here (perform() finds out
@@ -675,23 +684,6 @@ class CurlDriver:
         if self._perform:
             self._levels.discard(fd)
             self._add_edges(fd)
-        return 0
-
-    def _close_socket(self, fd: int) -> int:
-        """libcurl's CLOSESOCKETFUNCTION: forget the fd's registration, then close it."""
-        if self._perform:
-            self._levels.discard(fd)
-            self._masks.pop(fd, None)
-            try:
-                self._epoll.unregister(fd)
-            except (OSError, ValueError):  # not in the set
-                pass
-        else:
-            self._forget(fd)
-        try:
-            os.close(fd)
-        except OSError:  # pragma: no cover - already closed
-            pass
         return 0
 
     def _sync_timer(self) -> None:
@@ -862,18 +854,38 @@ class CurlDriver:
             self._sync_timer()
 
     def _drain(self) -> None:
+        """Read every finished transfer, settle the books of all of them, then run their ``on_done``.
+
+        The books first: an exception that escapes an ``on_done`` (Ctrl-C in
+        a user callback) must not leave other transfers read from libcurl
+        but never finished.  The ``on_done`` of those after it run on the
+        reactor's next turn.
+        """
         info_read = self.multi.info_read
         by_curl = self._by_curl
+        done: List[Request] = []
         while True:
             queued, ok_list, err_list = info_read()
             for curl in ok_list:
-                self._finish(by_curl[curl], None, None)
+                self._finish(by_curl[curl], None, None, done)
             for curl, errno, errmsg in err_list:
-                self._finish(by_curl[curl], errno, errmsg)
+                self._finish(by_curl[curl], errno, errmsg, done)
             if not queued:
                 break
+        if self._queue:
+            self._start_queued()
+        for i, request in enumerate(done):
+            try:
+                request.on_done(request)  # type: ignore[misc]
+            except Exception:
+                log.exception("error in request completion handler for %r", request)
+            except BaseException:
+                for later in done[i + 1:]:
+                    self.reactor.call_soon(self._deliver, later)
+                raise
 
-    def _finish(self, handle: _Handle, errno: Optional[int], errmsg: Optional[str]) -> None:
+    def _finish(self, handle: _Handle, errno: Optional[int], errmsg: Optional[str],
+                done: List[Request]) -> None:
         request = handle.request
         curl = handle.curl
         code = curl.getinfo(_RESPONSE_CODE)
@@ -900,14 +912,8 @@ class CurlDriver:
         # Never close an easy handle before the multi (see close()): a handle
         # is only ever created when none is free, so the pool stays bounded.
         self._free.append(handle)
-        if self._queue:
-            self._start_queued()
-        on_done = request.on_done
-        if on_done is not None:
-            try:
-                on_done(request)
-            except Exception:
-                log.exception("error in request completion handler for %r", request)
+        if request.on_done is not None:
+            done.append(request)
 
     def _release(self, handle: _Handle, request: Optional[Request]) -> None:
         handle.request = None
@@ -961,14 +967,8 @@ class CurlDriver:
         if self._epoll_watcher is not None:
             self._epoll_watcher.close()
             self._epoll_watcher = None
-        # The multi first: closing its pooled connections calls the
-        # CLOSESOCKETFUNCTION of the easy handles that opened them, so those
-        # handles must still be alive.  Only then the easy handles.
-        with warnings.catch_warnings():
-            # pycurl cannot run the close callback of pooled connections now
-            # (see the module's warnings filter); it closes them itself.
-            warnings.simplefilter("ignore", RuntimeWarning)
-            self.multi.close()
+        # The multi first (it closes its pooled connections), then the easy handles.
+        self.multi.close()
         for handle in self._handles:
             handle.curl.close()
         self._handles.clear()
@@ -980,7 +980,13 @@ class CurlDriver:
             request.handle = None
             request.errno = E_ABORTED
             request.errmsg = "reactor closed"
-            self._deliver(request)
+        for i, request in enumerate(aborted):
+            try:
+                self._deliver(request)
+            except BaseException:  # Ctrl-C in a callback: the others are still told
+                for later in aborted[i + 1:]:
+                    self._deliver(later)
+                raise
 
     def abandon(self) -> None:
         """After ``os.fork()`` in the child: never touch (or close) the parent's connections.

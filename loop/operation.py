@@ -7,8 +7,10 @@ generator trampoline (:mod:`loop.trampoline`).
 """
 from __future__ import annotations
 
+import asyncio
 import logging
-from typing import Any, Callable, Dict, Iterable, List, Optional
+import warnings
+from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
 
 __all__ = ["Operation", "Status", "OperationPending", "Cancelled"]
 
@@ -21,8 +23,23 @@ class OperationPending(RuntimeError):
     """``Operation.result()`` was called before the operation completed."""
 
 
-class Cancelled(Exception):
-    """The operation was cancelled before it completed."""
+class Cancelled(asyncio.CancelledError):
+    """The operation was cancelled before it completed.
+
+    A subclass of :class:`asyncio.CancelledError` (so, like it, a
+    ``BaseException``): an Operation that asyncio cancels (``wait_for``
+    timing out, ``gather`` or a task being cancelled) behaves exactly like a
+    cancelled asyncio future.  Callbacks see it as ``status.error is Cancelled``.
+    """
+
+
+#: Why an Operation is not its data (the text of the errors raised on misuse).
+MISUSE = (
+    "this call returned an Operation, not its data, because a reactor is running in this thread "
+    "(inside a callback, a @relax generator or an asyncio task): `yield` it in a @relax generator, "
+    "`await` it in async code, or pass callback=fn; only a call made where no reactor runs blocks "
+    "and returns the data"
+)
 
 
 def _parse_header_lines(lines: Iterable[bytes]) -> Dict[str, str]:
@@ -107,7 +124,7 @@ class Operation:
     """
 
     __slots__ = ("reactor", "data", "status", "observed", "_callbacks", "_done", "_cancel",
-                 "_asyncio_future_blocking", "__weakref__")
+                 "_asyncio_future_blocking", "_aio", "origin", "__weakref__")
 
     #: Logger used for exceptions raised by user callbacks.
     log = log
@@ -122,6 +139,10 @@ class Operation:
         #: True once someone asked for the outcome (a callback, result(), await).
         self.observed = False
         self._asyncio_future_blocking = False
+        self._aio: Optional[List[Tuple[Callable[[Any], Any], Any]]] = None
+        #: What the Operation stands for (``(method, url)`` of a request, or a
+        #: name), for the warning given when nobody ever consumed it.
+        self.origin: Any = None
 
     # -- completion -----------------------------------------------------
     def done(self) -> bool:
@@ -136,14 +157,32 @@ class Operation:
         self.data = data
         self.status = status
         self._cancel = None
+        aio = self._aio
+        if aio is not None:
+            # asyncio's waiters first: scheduling them runs no user code.
+            self._aio = None
+            call_soon = self.reactor.loop.call_soon
+            for waiter, context in aio:
+                call_soon(waiter, self, context=context)
         callbacks = self._callbacks
         if callbacks is not None:
             self._callbacks = None
-            for fn in callbacks:
+            for i, fn in enumerate(callbacks):
                 try:
                     fn(data, status)
                 except Exception:
-                    self.log.exception("exception in callback %r", fn)
+                    self.log.exception("exception in callback %s", _shown(fn))
+                except BaseException:
+                    # Ctrl-C (or SystemExit) in one callback: the others still
+                    # run, on the reactor's next turn, then it propagates.
+                    self._defer(callbacks[i + 1:])
+                    raise
+
+    def _defer(self, callbacks: List[Callback]) -> None:
+        reactor = self.reactor
+        for fn in callbacks:
+            if reactor is not None:
+                reactor.call_soon(self._run_callback, fn)
 
     def fail(self, exception: BaseException, code: Optional[int] = None) -> None:
         """Complete the operation with an exception."""
@@ -153,7 +192,7 @@ class Operation:
         try:
             fn(self.data, self.status)  # type: ignore[arg-type]  # only called once complete
         except Exception:
-            self.log.exception("exception in callback %r", fn)
+            self.log.exception("exception in callback %s", _shown(fn))
 
     def add_callback(self, fn: Callback) -> "Operation":
         """Call ``fn(data, status)`` once the operation completes.
@@ -174,21 +213,32 @@ class Operation:
         return self
 
     def cancel(self, msg: Any = None) -> bool:
-        """Cancel a pending operation; its callbacks see a ``Cancelled`` exception.
+        """Cancel a pending operation; its callbacks see a :class:`Cancelled` exception.
 
-        Returns False if the operation had already completed.  (``msg`` is
-        accepted for asyncio, which cancels what a task awaits this way.)
+        A request still waiting for a connection is never sent; one already
+        sent is aborted (the server may or may not have applied it).  Returns
+        False if the operation had already completed.  (``msg`` is accepted
+        for asyncio, which cancels what a task awaits this way.)
         """
         if self._done:
             return False
+        self.observed = True  # cancelling is a way of consuming it
         canceller, self._cancel = self._cancel, None
         if canceller is not None:
             try:
                 canceller()
             except Exception:
                 self.log.exception("error while cancelling %r", self)
-        self.fail(Cancelled("operation cancelled"))
+        self.fail(Cancelled("operation cancelled" if msg is None else msg))
         return True
+
+    def may_have_been_sent(self) -> bool:
+        """False only while the operation is a request that provably never left (still queued)."""
+        canceller = self._cancel
+        if canceller is None:
+            return not self._done
+        queued = getattr(canceller, "queued", None)
+        return not (queued is not None and queued())
 
     # -- observing ------------------------------------------------------
     def result(self) -> Any:
@@ -218,17 +268,11 @@ class Operation:
     # ``get_loop``, ``add_done_callback``, ``result`` and ``cancel``; yielding
     # the Operation itself saves a Future and a loop turn per ``await``.
     def __await__(self):  # type: ignore[no-untyped-def]
+        self.observed = True
         if not self._done:
             self._asyncio_future_blocking = True
-            try:
-                yield self
-            except Cancelled:
-                import asyncio
-
-                raise asyncio.CancelledError() from None
+            yield self
         return self.result()
-
-    __iter__ = __await__  # ``yield from op`` in generator-based coroutines
 
     def get_loop(self) -> Any:
         """The asyncio loop this Operation completes on (asyncio-based reactors only)."""
@@ -244,15 +288,34 @@ class Operation:
         Like an asyncio Future it goes through ``call_soon``: waking a task from
         inside another task's step is not allowed.
         """
-        call_soon = self.get_loop().call_soon
-        self.add_callback(lambda _d, _s: call_soon(fn, self, context=context))
+        aloop = self.get_loop()
+        self.observed = True
+        if self._done:
+            aloop.call_soon(fn, self, context=context)
+        elif self._aio is None:
+            self._aio = [(fn, context)]
+        else:
+            self._aio.append((fn, context))
 
-    def remove_done_callback(self, fn: Callable[[Any], Any]) -> int:  # pragma: no cover - asyncio API
-        return 0
+    def remove_done_callback(self, fn: Callable[[Any], Any]) -> int:
+        """asyncio's future protocol: forget ``fn``; how many were removed."""
+        aio = self._aio
+        if not aio:
+            return 0
+        kept = [entry for entry in aio if entry[0] != fn]
+        self._aio = kept or None
+        return len(aio) - len(kept)
 
     def cancelled(self) -> bool:
         """True if the operation was cancelled."""
-        return self._done and isinstance(self.status.exception, Cancelled)  # type: ignore[union-attr]
+        return self._done and isinstance(self.status.exception, asyncio.CancelledError)  # type: ignore[union-attr]
+
+    # asyncio reads these of a cancelled future it awaited or gathered.
+    _cancel_message = None
+
+    def _make_cancelled_error(self) -> asyncio.CancelledError:
+        exc = self.status.exception if self._done else None  # type: ignore[union-attr]
+        return exc if isinstance(exc, asyncio.CancelledError) else Cancelled("operation cancelled")
 
     def exception(self) -> Optional[BaseException]:
         """The operation's exception, or None (asyncio's future protocol)."""
@@ -265,6 +328,56 @@ class Operation:
         if not self._done:
             return "<Operation pending>"
         return "<Operation done %r>" % (self.status,)
+
+    # -- misuse: an Operation used as if it were the data ----------------
+    def __getattr__(self, name: str) -> Any:
+        if name.startswith("_"):
+            raise AttributeError(name)
+        raise AttributeError("%r object has no attribute %r: %s" % (type(self).__name__, name, MISUSE))
+
+    def __getitem__(self, key: Any) -> Any:
+        raise TypeError("%r object is not subscriptable: %s" % (type(self).__name__, MISUSE))
+
+    def __setitem__(self, key: Any, value: Any) -> None:
+        raise TypeError("%r object does not support item assignment: %s" % (type(self).__name__, MISUSE))
+
+    def __contains__(self, item: Any) -> bool:
+        raise TypeError("%r object is not a container: %s" % (type(self).__name__, MISUSE))
+
+    def __iter__(self) -> Any:
+        raise TypeError("%r object is not iterable: %s" % (type(self).__name__, MISUSE))
+
+    def __len__(self) -> int:
+        raise TypeError("%r object has no len(): %s" % (type(self).__name__, MISUSE))
+
+    def __del__(self) -> None:
+        # Like a coroutine that is never awaited: an Operation for a call that
+        # nobody yielded, awaited, waited on or gave a callback is a bug (the
+        # request ran, its answer and any error are lost).
+        if not self.observed and self.origin is not None:
+            try:
+                what = describe_origin(self.origin)
+                warnings.warn("%s was never consumed: its outcome (and any error) is lost. %s"
+                              % (what, MISUSE), RuntimeWarning, stacklevel=2)
+            except Exception:  # pragma: no cover - interpreter teardown
+                pass
+
+
+def _shown(fn: Any) -> str:
+    """``repr(fn)`` with any credentials taken out (a partial may hold a URL with a password)."""
+    from .redact import redact_text
+
+    return redact_text(repr(fn))
+
+
+def describe_origin(origin: Any) -> str:
+    """``"the Operation of GET http://host/db/x"`` for an Operation's ``origin`` (credentials removed)."""
+    if isinstance(origin, tuple):
+        from .redact import redact_url
+
+        method, url = origin
+        return "the Operation of %s %s" % (method, redact_url(url))
+    return "the Operation of %s" % (origin,)
 
 
 def gather(ops: Iterable[Operation], reactor: Any = None) -> Operation:
@@ -298,6 +411,12 @@ def gather(ops: Iterable[Operation], reactor: Any = None) -> Operation:
 
     for i, op in enumerate(ops):
         op.add_callback(make(i))
+
+    def cancel_all() -> None:
+        for op in ops:
+            op.cancel()
+
+    total._cancel = cancel_all
     return total
 
 

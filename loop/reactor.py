@@ -72,6 +72,9 @@ class Reactor:
         self.pid = os.getpid()
         self._curl: Any = None
         self._async_depth = 0
+        self._run_thread: Optional[int] = None  # the thread inside run(), if any
+        self._close_after_run = False
+        self.closed = False
 
     # -- interface every backend implements -------------------------------
     def watch(self, fd: int, readable: bool, writable: bool,
@@ -91,14 +94,6 @@ class Reactor:
         """Like ``call_soon``, callable from any thread; wakes the loop."""
         raise NotImplementedError
 
-    def run(self) -> None:
-        """Run until ``stop()`` is called."""
-        raise NotImplementedError
-
-    def stop(self) -> None:
-        """Make ``run()`` return after the current turn."""
-        raise NotImplementedError
-
     def time(self) -> float:
         """The reactor's monotonic clock, in seconds."""
         raise NotImplementedError
@@ -107,28 +102,129 @@ class Reactor:
         """True while the loop runs in this thread."""
         raise NotImplementedError
 
+    def _run_loop(self) -> None:  # pragma: no cover - interface
+        """Run the backend's loop until ``_stop_loop()``."""
+        raise NotImplementedError
+
+    def _stop_loop(self) -> None:  # pragma: no cover - interface
+        """Make the backend's running loop return after the current turn."""
+        raise NotImplementedError
+
+    def _close_loop(self) -> None:
+        """Release the backend's loop (after the curl driver is closed)."""
+
+    # -- running and stopping ----------------------------------------------
+    def run(self) -> None:
+        """Run until ``stop()`` is called.
+
+        One ``run()`` at a time: calling it while it runs (in this thread or
+        another) raises RuntimeError.  While it runs, :func:`get_reactor` in
+        this thread returns this reactor.
+        """
+        if self.closed:
+            raise RuntimeError("the reactor is closed")
+        me = threading.get_ident()
+        owner = self._run_thread
+        if owner is not None or self.is_running():
+            if owner is not None and owner != me:
+                raise RuntimeError("this reactor is already running in another thread; each thread has its "
+                                   "own reactor (loop.get_reactor()), or hand work over with "
+                                   "reactor.call_soon_threadsafe(fn)")
+            raise RuntimeError("the reactor is already running: yield or await the Operation instead of "
+                               "blocking, or pass a callback")
+        state = _state()
+        previous = state.current
+        state.current = self
+        self._run_thread = me
+        try:
+            self._run_loop()
+        finally:
+            self._run_thread = None
+            state.current = previous
+            if self._close_after_run:
+                self._close_after_run = False
+                self._close_now()
+
+    def stop(self) -> None:
+        """End the ``run()`` that is active on this reactor, after the current turn.
+
+        A ``stop()`` made while no ``run()`` is active does nothing (it is
+        not kept for a later ``run()``); one made from another thread is
+        handed to the reactor's thread.  Blocking calls never run on this
+        reactor (see :func:`blocking_reactor`), so no ``stop()`` can end one.
+        """
+        if self.is_running():
+            self._stop_loop()
+            return
+        owner = self._run_thread
+        if owner is not None and owner != threading.get_ident():
+            self.call_soon_threadsafe(self.stop)
+            return
+        log.debug("%r: stop() while no run() is active: ignored", self)
+
     def close(self) -> None:
-        """Release the reactor's resources (its curl driver and loop)."""
+        """Release the reactor's resources (its curl driver and loop).
+
+        Requests still in flight fail (``ConnectionFailed``, "reactor
+        closed"); their callbacks run.  Called from a callback of this
+        reactor, it does that at once, stops the ``run()`` and frees the
+        loop when ``run()`` returns.
+        """
+        if self.closed:
+            return
+        owner = self._run_thread
+        if owner is not None or self.is_running():
+            if owner is not None and owner != threading.get_ident():
+                raise RuntimeError("close() a reactor from the thread that runs it, or after run() returns")
+            self._close_curl()
+            if owner is not None:
+                self._close_after_run = True
+                self._stop_loop()
+                return
+            # A loop someone else runs (asyncio): only our side is ours to free.
+        self._close_now()
+
+    def _close_curl(self) -> None:
         if self._curl is not None:
-            self._curl.close()
-            self._curl = None
+            curl, self._curl = self._curl, None
+            curl.close()
 
-    # -- shared behaviour -------------------------------------------------
+    def _close_now(self) -> None:
+        self.closed = True
+        self._close_curl()
+        self._close_loop()
+
+    # -- blocking -----------------------------------------------------------
     def run_until_complete(self, op: Any) -> Any:
-        """Run the loop until the Operation ``op`` completes; return ``op.result()``."""
-        if not op.done():
-            if self.is_running():
-                raise RuntimeError(
-                    "the reactor is already running: yield or await the Operation instead of blocking"
-                )
-            op.add_callback(self._stop_on_done)
-            self.run()
-            if not op.done():
-                raise RuntimeError("the reactor stopped before the operation completed")
-        return op.result()
+        """Run the loop until the Operation ``op`` completes; return ``op.result()``.
 
-    def _stop_on_done(self, _data: Any, _status: Any) -> None:
-        self.stop()
+        Nothing but ``op`` completing ends it: a ``stop()`` meant for someone
+        else makes it run the loop again.  If it is interrupted (Ctrl-C, an
+        exception out of the loop), ``op`` is cancelled and the exception
+        propagates, with a note saying whether the request may have reached
+        the server.
+        """
+        if op.done():
+            return op.result()
+        if self.is_running():
+            raise RuntimeError(
+                "the reactor is already running: yield or await the Operation instead of blocking"
+            )
+        waiter = _StopWhenDone(self)
+        op.add_callback(waiter)
+        try:
+            while not op.done():
+                self.run()
+        except BaseException as exc:
+            waiter.armed = False
+            if not op.done():
+                sent = op.may_have_been_sent()
+                op.cancel()
+                _add_note(exc, "corduroy: the blocking call was interrupted and cancelled; %s" % (
+                    "the request may have reached the server" if sent else "the request was never sent"))
+            raise
+        waiter.armed = False
+        return op.result()
 
     def in_async_context(self) -> bool:
         """True when a call should return an Operation rather than block.
@@ -149,6 +245,7 @@ class Reactor:
 
     def _abandon(self) -> None:
         """After ``os.fork()``: forget this reactor without closing the parent's sockets."""
+        self.closed = True
         _abandoned.append(self)
         if self._curl is not None:
             self._curl.abandon()
@@ -163,7 +260,9 @@ class Reactor:
         """Make a new reactor with ``backend`` (default: ``LOOP_BACKEND`` or the best available)."""
         name = backend or os.environ.get("LOOP_BACKEND") or default_backend()
         if name not in BACKENDS:
-            raise ValueError("unknown reactor backend %r (choose from %s)" % (name, ", ".join(BACKENDS)))
+            from .redact import describe
+
+            raise ValueError("unknown reactor backend %s (choose from %s)" % (describe(name), ", ".join(BACKENDS)))
         if name in ("uvloop", "asyncio"):
             from .backends.aio import AsyncioReactor
 
@@ -175,6 +274,28 @@ class Reactor:
         from .backends.gevent import GeventReactor
 
         return GeventReactor(**kwargs)
+
+
+class _StopWhenDone:
+    """The callback that ends ``run_until_complete``'s run; disarmed once that call returns."""
+
+    __slots__ = ("reactor", "armed")
+
+    def __init__(self, reactor: Reactor) -> None:
+        self.reactor = reactor
+        self.armed = True
+
+    def __call__(self, _data: Any, _status: Any) -> None:
+        if self.armed and self.reactor.is_running():
+            self.reactor._stop_loop()
+
+
+def _add_note(exc: BaseException, note: str) -> None:
+    add = getattr(exc, "add_note", None)
+    if add is not None:
+        add(note)
+    else:  # Python < 3.11: kept where 3.11's traceback printing would look
+        exc.__notes__ = list(getattr(exc, "__notes__", ())) + [note]  # type: ignore[attr-defined]
 
 
 def available_backends() -> list:
@@ -251,21 +372,60 @@ def _after_fork_in_child() -> None:
 os.register_at_fork(after_in_child=_after_fork_in_child)
 
 
+class _ThreadState:
+    """One OS thread's reactors: its default one, its private one for blocking calls, the current one.
+
+    Reactors made here are closed when the thread ends (its thread-local
+    state is dropped): a short-lived thread that made calls leaves no
+    epoll set, pipe or connection behind.
+    """
+
+    __slots__ = ("default", "blocking", "current", "made")
+
+    def __init__(self) -> None:
+        self.default: Optional[Reactor] = None
+        self.blocking: Optional[Reactor] = None
+        #: The reactor calls go to right now: one running in this thread, or
+        #: the blocking reactor while a blocking call is being made.
+        self.current: Optional[Reactor] = None
+        self.made: list = []
+
+    def remember(self, reactor: Reactor) -> None:
+        """Close ``reactor`` with the thread (and forget the closed ones already kept)."""
+        self.made = [r for r in self.made if not r.closed]
+        self.made.append(reactor)
+
+    def __del__(self) -> None:
+        for reactor in self.made:
+            try:
+                if not reactor.closed and reactor.pid == os.getpid() and reactor._run_thread is None:
+                    reactor.close()
+            except Exception:  # pragma: no cover - interpreter teardown
+                pass
+
+
 class _Local(_thread_local_base()):  # type: ignore[misc]
-    # One reactor per OS thread, shared by all the greenlets of that thread.
-    reactor: Optional[Reactor] = None
+    # One state per OS thread, shared by all the greenlets of that thread.
+    def __init__(self) -> None:
+        self.state = _ThreadState()
 
 
 _local = _Local()
 
 
+def _state() -> _ThreadState:
+    return _local.state
+
+
 def get_reactor() -> Reactor:
-    """This thread's reactor.
+    """This thread's current reactor.
 
     If an asyncio loop is running in this thread, the reactor bound to it
-    (created on first use); otherwise this thread's default reactor, created
-    on first use with the default backend.  After ``os.fork()`` the child
-    gets a fresh reactor and never touches the parent's sockets.
+    (created on first use); else the reactor running in this thread, or
+    the private blocking reactor while a blocking call is being made; else
+    this thread's default reactor, created on first use with the default
+    backend.  After ``os.fork()`` the child gets a fresh reactor and never
+    touches the parent's sockets.
     """
     running = _get_running_loop()
     if running is not None:
@@ -275,14 +435,73 @@ def get_reactor() -> Reactor:
         from .backends.aio import reactor_for_loop
 
         return reactor_for_loop(running)
-    reactor = _local.reactor
-    if reactor is None or reactor.pid != _pid:
-        if reactor is not None:
+    state = _local.state
+    reactor = state.current
+    if reactor is not None:
+        return reactor
+    reactor = state.default
+    if reactor is None or reactor.pid != _pid or reactor.closed:
+        if reactor is not None and reactor.pid != _pid:
             reactor._abandon()
-        reactor = _local.reactor = Reactor.create()
+        reactor = state.default = Reactor.create()
+        state.remember(reactor)
     return reactor
 
 
 def set_reactor(reactor: Optional[Reactor]) -> None:
     """Make ``reactor`` this thread's default (None: make a new one on next use)."""
-    _local.reactor = reactor
+    _local.state.default = reactor
+
+
+def blocking_reactor() -> Reactor:
+    """This thread's private reactor for blocking calls (created on first use).
+
+    A blocking call (no callback, no reactor running) runs on it, not on
+    the default reactor, so it never runs the timers and callbacks pending
+    there, and no ``stop()`` meant for the default reactor can end it.  On
+    gevent, where blocking parks only the calling greenlet, it is the
+    default reactor itself.
+    """
+    state = _local.state
+    reactor = state.blocking
+    default = state.default
+    if default is not None and (default.pid != _pid or default.closed):
+        default = None
+    backend = default.backend if default is not None else None
+    if reactor is None or reactor.pid != _pid or reactor.closed or (backend and reactor.backend != backend):
+        if reactor is not None and reactor.pid != _pid:
+            reactor._abandon()
+        elif reactor is not None and not reactor.closed and reactor._run_thread is None:
+            reactor.close()  # the default reactor's backend changed: follow it
+        if backend == "gevent":
+            return default  # type: ignore[return-value]
+        reactor = Reactor.create(backend)
+        if reactor.backend == "gevent":
+            reactor.close()
+            return get_reactor()
+        state.blocking = reactor
+        state.remember(reactor)
+    return reactor
+
+
+def would_block() -> bool:
+    """True when a call made now with no callback would block (no reactor running, no generator stepping)."""
+    if _get_running_loop() is not None:
+        return False
+    state = _local.state
+    reactor = state.current or state.default
+    return reactor is None or not reactor.in_async_context()
+
+
+def call_blocking(fn: Callable[..., Any], *args: Any, **kwargs: Any) -> Any:
+    """Call ``fn`` with this thread's blocking reactor as the current reactor (see :func:`blocking_reactor`)."""
+    state = _local.state
+    previous = state.current
+    reactor = blocking_reactor()
+    if reactor is previous or reactor.backend == "gevent":
+        return fn(*args, **kwargs)
+    state.current = reactor
+    try:
+        return fn(*args, **kwargs)
+    finally:
+        state.current = previous

@@ -18,6 +18,7 @@ Example::
 """
 from __future__ import annotations
 
+import asyncio
 import logging
 import types
 from typing import Any, Generator, Optional
@@ -31,15 +32,30 @@ log = logging.getLogger("loop")
 
 
 class _Runner:
-    __slots__ = ("gen", "reactor", "op", "last")
+    __slots__ = ("gen", "reactor", "op", "last", "waiting")
 
     def __init__(self, gen: Generator[Any, Any, Any], reactor: Reactor, op: Operation) -> None:
         self.gen = gen
         self.reactor = reactor
         self.op = op
         self.last: Optional[Status] = None  # status of the last Operation waited on
+        self.waiting: Optional[Operation] = None  # the Operation the generator waits on
+        op._cancel = self.cancel
+
+    def cancel(self) -> None:
+        """The trampoline's Operation was cancelled: cancel what the generator waits on, and close it."""
+        waiting, self.waiting = self.waiting, None
+        if waiting is not None:
+            waiting.cancel()
+        try:
+            self.gen.close()
+        except ValueError:  # cancelled from inside the generator itself: it ends at its next yield
+            pass
 
     def resume(self, data: Any, status: Status) -> None:
+        self.waiting = None
+        if self.op.done():  # cancelled meanwhile
+            return
         self.last = status
         self.step(data, status.exception)
 
@@ -60,7 +76,7 @@ class _Runner:
                     # Report the last request's status (its code and headers) when it succeeded.
                     self.op.complete(stop.value, last if last is not None and last.exception is None else OK)
                     return
-                except Exception as error:
+                except (Exception, asyncio.CancelledError) as error:
                     self._failed(error)
                     return
                 try:
@@ -72,9 +88,11 @@ class _Runner:
                     reactor.call_soon(self.step, None, None)
                     return
                 if waiting.done():
+                    waiting.observed = True
                     self.last = waiting.status
                     value, exc = waiting.data, waiting.status.exception  # type: ignore[union-attr]
                     continue
+                self.waiting = waiting
                 waiting.add_callback(self.resume)
                 return
         finally:
@@ -94,6 +112,7 @@ class _Runner:
             combined.add_callback(
                 lambda data, status: as_dict.complete(dict(zip(keys, data)), status)
             )
+            as_dict._cancel = combined.cancel
             return as_dict
         if isinstance(yielded, types.GeneratorType):
             return trampoline(yielded, self.reactor)

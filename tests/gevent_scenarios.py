@@ -185,7 +185,41 @@ def changes(url: str, name: str) -> dict:
     }
 
 
-SCENARIOS = {"overlap": overlap, "wsgi": wsgi, "changes": changes}
+def stray_stops(url: str, name: str) -> dict:
+    """The calling contract on gevent: 50 rounds of 8 callbacks that each call stop(), one run(),
+    then 5 blocking calls; a stop() with no run() active; Ctrl-C-like interruption of a blocking call."""
+    reactor = setup_reactor()
+    db = Database(url + "/" + name)
+    delivered = []
+    wrong = []
+
+    def stop_when_done(doc: dict, status: object) -> None:
+        delivered.append(doc["n"])
+        reactor.stop()
+
+    for _ in range(50):
+        for _ in range(8):
+            db.get("doc-001", callback=stop_when_done)
+        reactor.run()
+        for _ in range(5):
+            try:
+                if db.get("doc-002")["n"] != 2:
+                    wrong.append("data")
+            except RuntimeError as exc:
+                wrong.append(str(exc))
+    deadline = time.monotonic() + 30
+    while len(delivered) < 400 and time.monotonic() < deadline:
+        gevent.sleep(0.01)  # the hub delivers the rest
+    reactor.stop()  # no run() active: ignored
+    timer_ran = []
+    reactor.call_later(0.05, timer_ran.append, 1)
+    reactor.call_later(0.06, reactor.stop)
+    reactor.run()
+    return {"delivered": len(delivered), "wrong": wrong, "timer_ran": timer_ran,
+            "active": reactor.curl.active}
+
+
+SCENARIOS = {"overlap": overlap, "wsgi": wsgi, "changes": changes, "stray_stops": stray_stops}
 
 if __name__ == "__main__":
     scenario, couch, dbname = sys.argv[1:4]

@@ -367,6 +367,9 @@ class FaultProxy:
             task.cancel()
         if tasks:
             await asyncio.gather(*tasks, return_exceptions=True)
+        # Aborted transports close their sockets on the loop's next turns.
+        for _ in range(3):
+            await asyncio.sleep(0)
 
     def _sever_now(self) -> int:
         conns = list(self._conns)

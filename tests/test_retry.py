@@ -13,7 +13,6 @@ import time
 
 import pytest
 
-import loop
 from corduroy import (
     BadRequest, Conflict, ConnectionFailed, Couch, Database, NotFound, ServerError, ServiceUnavailable,
     TooManyRequests, TransportError, UnknownOutcome,
@@ -221,13 +220,14 @@ def test_a_write_that_was_never_sent_is_retried(stub):
         threading.Thread(target=server.serve_forever, args=(0.05,), daemon=True).start()
         late["server"] = server
 
-    reactor = loop.get_reactor()
-    reactor.call_later(0.1, start_server)
+    starter = threading.Timer(0.1, start_server)  # while the blocking save retries
+    starter.start()
     try:
         result = db.save({"_id": "doc"})
         assert result is not None
         assert [(m, p) for m, p, *_ in late["server"].seen] == [("PUT", "/db/doc")]
     finally:
+        starter.join()
         if "server" in late:
             late["server"].shutdown()
             late["server"].server_close()

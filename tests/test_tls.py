@@ -1,7 +1,9 @@
 """TLS: verification on by default, a CA bundle, a client certificate, and a loud ``verify=False``.
 
 The test makes its own CA and certificates (trustme) and puts a small
-TLS-terminating proxy on loopback in front of the test server.
+TLS-terminating proxy on loopback in front of the test server. The proxy's
+URL carries the credentials of the server's URL (``COUCHDB_URL``): Apache
+CouchDB 3 answers ``_all_dbs`` to admins only, pouchdb-server to anyone.
 """
 from __future__ import annotations
 
@@ -33,6 +35,7 @@ class TLSFront:
     def __init__(self, target: str, context: ssl.SSLContext) -> None:
         parts = urlsplit(target)
         self.target = (parts.hostname, parts.port)
+        self.userinfo = parts.netloc.rpartition("@")[0]  # "user:password" of the target URL, or ""
         self.context = context
         self.peers: List[Optional[dict]] = []
         self.handshakes = 0
@@ -40,9 +43,12 @@ class TLSFront:
         self.port = 0
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
+        self._writers: List[asyncio.StreamWriter] = []
 
-    def url(self, host: str = "127.0.0.1") -> str:
-        return "https://%s:%d" % (host, self.port)
+    def url(self, host: str = "127.0.0.1", credentials: bool = True) -> str:
+        """``https://[user:password@]host:port``, with the target URL's credentials unless told not to."""
+        userinfo = self.userinfo + "@" if credentials and self.userinfo else ""
+        return "https://%s%s:%d" % (userinfo, host, self.port)
 
     def __enter__(self) -> "TLSFront":
         ready = threading.Event()
@@ -64,6 +70,9 @@ class TLSFront:
                     task.cancel()
                 if tasks:
                     aloop.run_until_complete(asyncio.gather(*tasks, return_exceptions=True))
+                for writer in self._writers:  # every connection's sockets closed before the loop
+                    writer.transport.abort()
+                aloop.run_until_complete(asyncio.sleep(0.01))
                 aloop.close()
 
         self._thread = threading.Thread(target=run, name="tls-front", daemon=True)
@@ -76,6 +85,7 @@ class TLSFront:
         self._thread.join(WAIT)  # type: ignore[union-attr]
 
     async def _handle(self, reader: asyncio.StreamReader, writer: asyncio.StreamWriter) -> None:
+        self._writers.append(writer)
         self.handshakes += 1
         cert = writer.get_extra_info("peercert")
         self.peers.append(dict(item[0] for item in cert["subject"])["commonName"] if cert else None)
@@ -84,6 +94,7 @@ class TLSFront:
         except OSError:
             writer.close()
             return
+        self._writers.append(up_writer)
 
         async def pump(src: asyncio.StreamReader, dst: asyncio.StreamWriter, up: bool) -> None:
             try:
@@ -204,12 +215,13 @@ def test_verify_false_works_and_is_loud(front, caplog):
         couch = Couch(front.url(), verify=False)
         assert isinstance(couch.all_dbs(), list)  # no CA needed
         couch.all_dbs()
-        with_password = Couch(front.url().replace("https://", "https://alice:s3cret@"), verify=False)
-        Database(front.url() + "/somedb", server=with_password.server)  # the same Server: no new warning
+        bare = front.url(credentials=False)
+        with_password = Couch(bare.replace("https://", "https://alice:s3cret@"), verify=False)
+        Database(bare + "/somedb", server=with_password.server)  # the same Server: no new warning
     warnings = [r for r in caplog.records if r.levelno == logging.WARNING and "verification is OFF" in r.getMessage()]
     assert len(warnings) == 2  # once per Server, not per request
     assert all(r.name == "corduroy" for r in warnings)
-    assert all(front.url() in r.getMessage() and "s3cret" not in r.getMessage() for r in warnings)
+    assert all(bare in r.getMessage() and "s3cret" not in r.getMessage() for r in warnings)
     assert "verify=False" in repr(couch.server)
     assert "verify=False" in repr(with_password.server) and "s3cret" not in repr(with_password.server)
     assert couch.server.verify is False

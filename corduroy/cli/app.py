@@ -7,6 +7,8 @@ import os
 import sys
 from typing import Any, Callable, Dict, List, Optional, Sequence
 
+from loop.redact import describe as shown
+
 from .._version import __version__
 from ..couch import Couch
 from ..database import Database
@@ -44,9 +46,9 @@ def _number(convert: Callable[[str], Any], kind: str, ok: Callable[[Any], bool],
         try:
             value = convert(text)
         except ValueError:
-            raise argparse.ArgumentTypeError("%r is not %s" % (text, kind)) from None
+            raise argparse.ArgumentTypeError("%s is not %s" % (shown(text), kind)) from None
         if not ok(value):
-            raise argparse.ArgumentTypeError("must be %s, got %s" % (must, text))
+            raise argparse.ArgumentTypeError("must be %s, got %s" % (must, shown(value)))
         return value
 
     return parse

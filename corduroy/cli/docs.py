@@ -10,6 +10,8 @@ import argparse
 import sys
 from typing import Any, Dict
 
+from loop.redact import describe
+
 from ..database import Database
 from ..http import finish
 from ..views import Row
@@ -61,11 +63,11 @@ def run_put(ctx: Any, args: argparse.Namespace) -> int:
     if not isinstance(doc, dict):
         raise UsageError("a document is a JSON object, not %s" % type(doc).__name__)
     if doc.get("_id") is not None and doc["_id"] != args.id:
-        raise UsageError("the document's _id %r is not %r" % (doc["_id"], args.id))
+        raise UsageError("the document's _id %s is not %s" % (describe(doc["_id"]), describe(args.id)))
     doc["_id"] = args.id
     if args.rev:
         if doc.get("_rev") not in (None, args.rev):
-            raise UsageError("the document's _rev %r is not --rev %r" % (doc["_rev"], args.rev))
+            raise UsageError("the document's _rev %s is not --rev %s" % (describe(doc["_rev"]), describe(args.rev)))
         doc["_rev"] = args.rev
     try:
         db.save(doc, force=args.force)

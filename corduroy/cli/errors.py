@@ -12,7 +12,14 @@ import re
 from typing import Optional, Sequence, Tuple
 
 from ..exceptions import (
-    Conflict, CouchError, Forbidden, NotFound, PreconditionFailed, TLSError, Timeout, TransportError,
+    Conflict,
+    CouchError,
+    Forbidden,
+    NotFound,
+    PreconditionFailed,
+    Timeout,
+    TLSError,
+    TransportError,
     Unauthorized,
 )
 

@@ -18,6 +18,8 @@ from __future__ import annotations
 import argparse
 from typing import Any, Callable, Dict, Generator, Optional
 
+from loop.redact import describe
+
 from ..changes import ChangesFeed
 from ..database import Database
 from ..relax import relax
@@ -37,7 +39,11 @@ def _dump_pages(pager: Pager, output: Output, progress: Progress) -> Generator[A
         if not rows:
             return count
         page = pager.next_page()  # in flight while this one is written
-        output.write_bytes(b"".join(encode_line(row.doc) for row in rows if row.doc is not None))
+        try:
+            output.write_bytes(b"".join(encode_line(row.doc) for row in rows if row.doc is not None))
+        except BaseException:
+            page.cancel()  # the output is gone (a closed pipe): the next page is not wanted
+            raise
         count += len(rows)
         progress.update(len(rows))
 
@@ -104,7 +110,7 @@ def run_follow(ctx: Any, args: argparse.Namespace) -> int:
     for item in args.param or ():
         name, sep, value = item.partition("=")
         if not sep or not name:
-            raise UsageError("--param takes NAME=VALUE, got %r" % item)
+            raise UsageError("--param takes NAME=VALUE, got %s" % describe(item))
         params[name] = value
     if params and not args.filter:
         raise UsageError("--param goes with --filter (the filter function reads it from req.query)")

@@ -76,14 +76,14 @@ class AsyncioReactor(Reactor):
     def call_soon_threadsafe(self, fn: Callable[..., Any], *args: Any) -> Any:
         return self.loop.call_soon_threadsafe(fn, *args)
 
-    def run(self) -> None:
+    def _run_loop(self) -> None:
         loop = self.loop
         previous = _get_running_loop()
         if previous is not None and previous is not loop:
             raise RuntimeError("another asyncio loop is running in this thread")
         loop.run_forever()
 
-    def stop(self) -> None:
+    def _stop_loop(self) -> None:
         self.loop.stop()
 
     def time(self) -> float:
@@ -92,8 +92,7 @@ class AsyncioReactor(Reactor):
     def is_running(self) -> bool:
         return _get_running_loop() is self.loop
 
-    def close(self) -> None:
-        super().close()
+    def _close_loop(self) -> None:
         _unregister(self.loop)
         if self._owns_loop and not self.loop.is_closed():
             self.loop.close()

@@ -35,6 +35,7 @@ from gevent.event import Event  # type: ignore[import-untyped]
 from gevent.hub import Waiter  # type: ignore[import-untyped]
 from greenlet import getcurrent  # type: ignore[import-untyped]
 
+from ..redact import redact_text
 from ..reactor import READ, WRITE, Handle, Reactor, Watcher
 
 __all__ = ["GeventReactor"]
@@ -49,7 +50,7 @@ def _call(fn: Callable[..., Any], args: Tuple[Any, ...]) -> None:
     try:
         fn(*args)
     except Exception:
-        log.exception("exception in reactor callback %r", fn)
+        log.exception("exception in reactor callback %s", redact_text(repr(fn)))
 
 
 class _IoWatcher(Watcher):

@@ -8,6 +8,7 @@ from typing import Any, Callable, Deque, Optional, Tuple
 
 import pyuv
 
+from ..redact import redact_text
 from ..reactor import READ, WRITE, Handle, Reactor, Watcher
 
 __all__ = ["PyuvReactor"]
@@ -96,6 +97,10 @@ class PyuvReactor(Reactor):
     def __init__(self) -> None:
         super().__init__()
         self.uv = pyuv.Loop()
+        # pyuv hands an exception that escapes a callback to the loop's
+        # excepthook and goes on; Ctrl-C or SystemExit must end run() instead.
+        self.uv.excepthook = self._on_escaped
+        self._escaped: Optional[BaseException] = None
         self._ready: Deque[_SoonHandle] = collections.deque()
         self._idle = pyuv.Idle(self.uv)
         self._idle_active = False
@@ -152,11 +157,9 @@ class PyuvReactor(Reactor):
         except Exception:
             import logging
 
-            logging.getLogger("loop").exception("exception in reactor callback %r", fn)
+            logging.getLogger("loop").exception("exception in reactor callback %s", redact_text(repr(fn)))
 
-    def run(self) -> None:
-        if self._thread is not None:
-            raise RuntimeError("this reactor is already running")
+    def _run_loop(self) -> None:
         self._thread = threading.get_ident()
         self._stopping = False
         self._interrupted = False
@@ -177,14 +180,27 @@ class PyuvReactor(Reactor):
                 sigint.close()
                 self.uv.run(pyuv.UV_RUN_NOWAIT)
                 signal.signal(signal.SIGINT, signal.default_int_handler)  # libuv left SIG_DFL behind
+        escaped, self._escaped = self._escaped, None
+        if escaped is not None:
+            raise escaped
         if self._interrupted:
             raise KeyboardInterrupt
 
+    def _on_escaped(self, kind: Any, value: Any, tb: Any) -> None:
+        if isinstance(value, Exception):
+            import logging
+
+            logging.getLogger("loop").error("exception in reactor callback", exc_info=(kind, value, tb))
+            return
+        if self._escaped is None:
+            self._escaped = value.with_traceback(tb)
+        self._stop_loop()
+
     def _on_sigint(self, handle: Any, signum: int) -> None:
         self._interrupted = True
-        self.stop()
+        self._stop_loop()
 
-    def stop(self) -> None:
+    def _stop_loop(self) -> None:
         self._stopping = True
         self.uv.stop()
 
@@ -194,10 +210,9 @@ class PyuvReactor(Reactor):
     def is_running(self) -> bool:
         return self._thread == threading.get_ident()
 
-    def close(self) -> None:
+    def _close_loop(self) -> None:
         if self.uv is None:  # closed already
             return
-        super().close()
         for handle in (self._idle, self._wakeup):
             if not handle.closed:
                 handle.close()
