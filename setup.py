@@ -59,6 +59,8 @@ setup(
             # tests/test_http2.py: a tiny h2c test server (pure Python, small).
             "h2",
         ],
+        # `make docs`: the API reference (docs/conf.py; Sphinx's include-read event needs 7.3).
+        "docs": ["sphinx>=7.3"],
         "tornado": ["tornado>=6"],
         "gevent": ["gevent"],
         "bench": [

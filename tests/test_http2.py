@@ -44,7 +44,7 @@ def test_database_and_couch_take_http2():
     couch = Couch("https://admin:pw@127.0.0.1:6984", http2=True, curl_options={pycurl.SSL_VERIFYHOST: 0})
     options = couch.server.curl_options
     assert options[pycurl.HTTP_VERSION] == pycurl.CURL_HTTP_VERSION_2TLS and options[pycurl.SSL_VERIFYHOST] == 0
-    assert couch["things"].server.curl_options is options  # its databases share the server
+    assert couch.database("things").server.curl_options is options  # its databases share the server
     assert "pw" not in repr(options)
 
 
@@ -84,6 +84,7 @@ class H2Server:
         self._loop: Optional[asyncio.AbstractEventLoop] = None
         self._thread: Optional[threading.Thread] = None
         self._server: Any = None
+        self.transports: List[Any] = []
 
     def __enter__(self) -> "H2Server":
         ready = threading.Event()
@@ -97,6 +98,9 @@ class H2Server:
             ready.set()
             aloop.run_forever()
             self._server.close()
+            for transport in self.transports:  # every connection closed before the loop
+                transport.abort()
+            aloop.run_until_complete(asyncio.sleep(0.01))
             aloop.run_until_complete(self._server.wait_closed())
             aloop.close()
 
@@ -142,6 +146,7 @@ class _H2Protocol(asyncio.Protocol):
 
     def connection_made(self, transport: Any) -> None:
         self.transport = transport
+        self.server.transports.append(transport)
         self.server.connections += 1
         self.conn.initiate_connection()
         transport.write(self.conn.data_to_send())

@@ -6,6 +6,8 @@ answers that it lacks the endpoint.
 """
 from __future__ import annotations
 
+import threading
+import time
 import uuid
 
 import pytest
@@ -71,7 +73,7 @@ def test_config_remembers_where_the_server_keeps_it(couch, couch_url):
         status, _ = couch_request(couch_url, "GET", NODE_CONFIG + "/couchdb")
         assert status in (400, 404)
     # A Database shares the Server, and so the choice.
-    assert couch["_users"].server._config_root == root
+    assert couch.database("_users").server._config_root == root
 
 
 def test_config_bad_input_raises_before_any_io():
@@ -195,3 +197,86 @@ def test_scheduler_docs(style, couch):
     assert all(doc["database"] == "_replicator" for doc in in_replicator["docs"])
     with pytest.raises(NotFound):
         call(style, couch.scheduler_docs, doc_id="no-such-replication-" + uuid.uuid4().hex)
+
+
+# -- cluster setup and database events -----------------------------------------
+#: The states of CouchDB's /_cluster_setup.
+SETUP_STATES = {"cluster_disabled", "single_node_disabled", "single_node_enabled", "cluster_enabled",
+                "cluster_finished"}
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_cluster_setup(style, couch):
+    try:
+        state = call(style, couch.cluster_setup)["state"]
+    except LACKING as exc:
+        lacks(exc, "_cluster_setup")
+    assert state in SETUP_STATES
+    assert call(style, couch.cluster_setup, ensure_dbs_exist=["_users", "_replicator"])["state"] == state
+    if state == "cluster_finished":  # a cluster: the node we ask knows its peers
+        assert len(couch.membership()["cluster_nodes"]) >= 1
+
+
+def test_cluster_setup_checks_its_argument():
+    with pytest.raises(TypeError):
+        Couch("http://127.0.0.1:9").cluster_setup(ensure_dbs_exist="_users")
+
+
+@pytest.fixture
+def global_changes(couch_url):
+    """``_db_updates`` reads the ``_global_changes`` database, which CouchDB 3 does not create by itself.
+
+    Created for the test when missing (and deleted after); without it
+    CouchDB answers 404 "Database does not exist." to ``_db_updates``.
+    """
+    status, _ = couch_request(couch_url, "GET", "/_global_changes")
+    created = False
+    if status == 404:
+        status, body = couch_request(couch_url, "PUT", "/_global_changes")
+        created = status in (201, 202)
+    yield
+    if created:
+        couch_request(couch_url, "DELETE", "/_global_changes")
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_db_updates(style, couch, dbname, global_changes):
+    try:
+        start = call(style, couch.db_updates)
+    except LACKING as exc:
+        lacks(exc, "_db_updates")
+    assert isinstance(start["results"], list) and "last_seq" in start
+    couch.create(dbname)
+    # CouchDB records the events in _global_changes in batches (about every
+    # half second); the feed from `since` has ours once they are written.
+    deadline = time.monotonic() + 20
+    while True:
+        later = call(style, couch.db_updates, since=start["last_seq"])
+        ours = [r["type"] for r in later["results"] if r["db_name"] == dbname]
+        if ours or time.monotonic() > deadline:
+            break
+        time.sleep(0.2)
+    assert "created" in ours
+    assert all("seq" in r for r in later["results"])
+
+
+def test_db_updates_longpoll_waits_for_an_event(couch, couch_url, dbname, global_changes):
+    try:
+        now = couch.db_updates()["last_seq"]
+    except LACKING as exc:
+        lacks(exc, "_db_updates")
+    creator = threading.Timer(0.3, couch_request, (couch_url, "PUT", "/" + dbname))
+    creator.start()
+    began = time.monotonic()
+    try:
+        news = couch.db_updates(feed="longpoll", since=now, timeout=20000)
+    finally:
+        creator.join()
+    assert news["results"] and time.monotonic() - began < 15  # an event ended the wait, not the timeout
+
+
+def test_db_updates_checks_the_feed():
+    with pytest.raises(ValueError):
+        Couch("http://127.0.0.1:9").db_updates(feed="eventsource")
+    with pytest.raises(TypeError):  # continuous needs a listener (or couch.follow_db_updates(), see test_idioms)
+        Couch("http://127.0.0.1:9").db_updates(feed="continuous")
