@@ -6,6 +6,12 @@ pinned pouchdb-server is started in memory for the session (see
 :mod:`tests.server.launcher`).
 
 Fixtures use plain :mod:`urllib`, never the library under test.
+
+``pytest --server-only`` runs only the tests that reach the server (through
+the ``couch_url``, ``server_kind`` or ``dbname`` fixture): CI runs the whole
+suite once against pouchdb-server, then only these against Apache CouchDB
+(``.ci/run``). Reading back your own writes on a CouchDB cluster is the
+subject of :mod:`tests.consistency`.
 """
 
 from __future__ import annotations
@@ -128,11 +134,31 @@ def dbname(couch_url: str) -> Iterator[str]:
         raise RuntimeError(f"could not delete test database {name}: HTTP {status} {body!r}")
 
 
+#: The fixtures through which a test reaches the server under test.
+SERVER_FIXTURES = frozenset({"couch_url", "server_kind", "dbname"})
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--server-only", action="store_true", default=False,
+        help="run only the tests that talk to the server under test (those that use the couch_url, "
+             "server_kind or dbname fixture, directly or through another fixture): the rest (reactor, curl "
+             "driver, canned server, argument checks...) do not depend on the server, so a second run "
+             "against another server may leave them out")
+
+
+def _deselect(config: pytest.Config, items: list, drop: list) -> None:
+    if drop:
+        dropped = set(map(id, drop))
+        config.hook.pytest_deselected(items=drop)
+        items[:] = [item for item in items if id(item) not in dropped]
+
+
 def pytest_collection_modifyitems(config: pytest.Config, items: list) -> None:
-    """Deselect ``soak`` tests unless the ``-m`` expression names them (``pytest -m soak``)."""
-    if "soak" in (config.getoption("markexpr") or ""):
-        return
-    soak = [item for item in items if item.get_closest_marker("soak") is not None]
-    if soak:
-        config.hook.pytest_deselected(items=soak)
-        items[:] = [item for item in items if item.get_closest_marker("soak") is None]
+    """Deselect ``soak`` tests unless the ``-m`` expression names them (``pytest -m soak``);
+    with ``--server-only``, deselect the tests that never reach the server."""
+    if "soak" not in (config.getoption("markexpr") or ""):
+        _deselect(config, items, [item for item in items if item.get_closest_marker("soak") is not None])
+    if config.getoption("server_only"):
+        _deselect(config, items, [item for item in items
+                                  if not SERVER_FIXTURES.intersection(getattr(item, "fixturenames", ()))])

@@ -16,6 +16,7 @@ import loop
 from corduroy import (
     BadRequest, ChangesFeed, Couch, Database, Document, NotFound, Operation, Status, relax,
 )
+from tests.consistency import eventually
 from tests.proxy import FaultProxy
 from tests.styles import STYLES, call, run_async
 
@@ -61,6 +62,16 @@ def ids_of(result):
     return [row["id"] for row in result["results"] if not row["id"].startswith("_design/")]
 
 
+def settled_seq(db, ids):
+    """The feed's ``last_seq`` once it lists ``ids`` (a cluster shows a write eventually: tests.consistency)."""
+    def read():
+        result = db.changes()
+        assert sorted(ids_of(result)) == sorted(ids)
+        return result.last_seq
+
+    return eventually(read)
+
+
 @pytest.fixture
 def db(couch_url, dbname):
     Couch(couch_url).create(dbname)
@@ -97,9 +108,14 @@ def through(proxy, couch_url, db):
 @pytest.mark.parametrize("style", STYLES)
 def test_normal_feed(style, db):
     db.save([{"_id": "a"}, {"_id": "b"}, {"_id": "c"}])
-    result = call(style, db.changes)
+
+    def read():  # a cluster's _changes shows a write eventually (tests.consistency)
+        result = call(style, db.changes)
+        assert sorted(ids_of(result)) == ["a", "b", "c"]
+        return result
+
+    result = eventually(read)
     assert isinstance(result, Document)
-    assert sorted(ids_of(result)) == ["a", "b", "c"]
     assert result.last_seq is not None
     for row in result.results:
         assert row.seq is not None and row.changes[0]["rev"].startswith("1-")
@@ -110,12 +126,16 @@ def test_normal_feed(style, db):
 @pytest.mark.parametrize("style", STYLES)
 def test_since_limit_include_docs(style, db):
     db.save([{"_id": "a", "n": 1}, {"_id": "b", "n": 2}, {"_id": "c", "n": 3}])
-    everything = db.changes()
-    first = everything.results[0]
-    result = call(style, db.changes, since=first.seq, limit=1, include_docs=True)
-    assert len(result.results) == 1
-    row = result.results[0]
-    assert row.id in {"a", "b", "c"} - {first.id}
+
+    def read():
+        everything = db.changes().results
+        assert len(everything) == 3
+        first = everything[0]
+        result = call(style, db.changes, since=first.seq, limit=1, include_docs=True)
+        assert len(result.results) == 1 and result.results[0].id in {"a", "b", "c"} - {first.id}
+        return result
+
+    row = eventually(read).results[0]
     assert row.doc["_id"] == row.id and row.doc["n"] in (1, 2, 3)
     # without include_docs there is no doc
     assert "doc" not in db.changes(limit=1).results[0]
@@ -123,12 +143,16 @@ def test_since_limit_include_docs(style, db):
 
 def test_descending_and_other_options(db):
     db.save([{"_id": "a"}, {"_id": "b"}])
-    asc = db.changes()
-    desc = db.changes(descending=True)
-    assert sorted(ids_of(desc)) == sorted(ids_of(asc)) == ["a", "b"]
-    # Options the server knows pass through (seq_interval only thins out seqs).
-    everything = db.changes(conflicts=True, attachments=True, seq_interval=2, style="main_only")
-    assert sorted(ids_of(everything)) == ["a", "b"]
+
+    def read():
+        asc = db.changes()
+        desc = db.changes(descending=True)
+        assert sorted(ids_of(desc)) == sorted(ids_of(asc)) == ["a", "b"]
+        # Options the server knows pass through (seq_interval only thins out seqs).
+        everything = db.changes(conflicts=True, attachments=True, seq_interval=2, style="main_only")
+        assert sorted(ids_of(everything)) == ["a", "b"]
+
+    eventually(read)
 
 
 def test_style_all_docs_lists_conflicting_revisions(db):
@@ -136,10 +160,14 @@ def test_style_all_docs_lists_conflicting_revisions(db):
     db.save(doc)
     # A second branch of the same doc: a conflict.
     db.save([{"_id": "c", "_rev": "1-" + "f" * 32, "v": 2}], new_edits=False)
-    main = db.changes(doc_ids=["c"])
-    every = db.changes(doc_ids=["c"], style="all_docs")
-    assert len(main.results[0].changes) == 1
-    assert len(every.results[0].changes) == 2
+
+    def read():
+        main = db.changes(doc_ids=["c"])
+        every = db.changes(doc_ids=["c"], style="all_docs")
+        assert len(main.results[0].changes) == 1
+        assert len(every.results[0].changes) == 2
+
+    eventually(read)
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -149,23 +177,34 @@ def test_since_now(style, db):
     assert now.results == []
     assert now.last_seq is not None
     db.save({"_id": "new"})
-    assert ids_of(db.changes(since=now.last_seq)) == ["new"]
+
+    def read():
+        assert ids_of(db.changes(since=now.last_seq)) == ["new"]
+
+    eventually(read)
 
 
 @pytest.mark.parametrize("style", STYLES)
 def test_longpoll_returns_when_a_doc_is_written(style, db):
     db.save({"_id": "before"})
-    since = db.changes().last_seq
+    since = settled_seq(db, ["before"])
     written = []
 
     def longpoll(callback=None):
-        reactor = loop.get_reactor()  # the reactor this style runs on
+        if style == "blocking":
+            # A blocking call runs none of the default reactor's timers: the
+            # write comes from another thread (with its own reactors).
+            def write_from_a_thread():
+                written.append(True)
+                db.save({"_id": "late"})
 
-        def write():
-            written.append(True)
-            db.save({"_id": "late"}, callback=lambda data, status: None)
+            threading.Timer(0.2, write_from_a_thread).start()
+        else:
+            def write():
+                written.append(True)
+                db.save({"_id": "late"}, callback=lambda data, status: None)
 
-        reactor.call_later(0.2, write)
+            loop.get_reactor().call_later(0.2, write)  # the reactor this style runs on
         return db.changes(feed="longpoll", since=since, timeout=20000, callback=callback)
 
     result = call(style, longpoll)
@@ -188,44 +227,51 @@ def numbered(db):
     return db
 
 
+def settled(read, expected):
+    """``read()`` (sorted ids), again until it gives ``expected``: a cluster's _changes is eventually consistent."""
+    def check():
+        got = sorted(read())
+        assert got == expected
+        return got
+
+    return eventually(check)
+
+
 @pytest.mark.parametrize("style", STYLES)
 def test_design_doc_filter_with_its_query_parameters(style, numbered):
-    result = call(style, numbered.changes, filter="app/atleast", min=4)
-    assert sorted(ids_of(result)) == ["n4", "n5"]
+    settled(lambda: ids_of(call(style, numbered.changes, filter="app/atleast", min=4)), ["n4", "n5"])
     # "_design/app/atleast" is accepted too
-    assert sorted(ids_of(numbered.changes(filter="_design/app/atleast", min=5))) == ["n5"]
+    settled(lambda: ids_of(numbered.changes(filter="_design/app/atleast", min=5)), ["n5"])
 
 
 @pytest.mark.parametrize("style", STYLES)
 def test_doc_ids_filter(style, numbered):
-    result = call(style, numbered.changes, doc_ids=["n2", "n5", "missing"])
-    assert sorted(ids_of(result)) == ["n2", "n5"]
-    explicit = numbered.changes(filter="_doc_ids", doc_ids=["n1"])
-    assert ids_of(explicit) == ["n1"]
+    settled(lambda: ids_of(call(style, numbered.changes, doc_ids=["n2", "n5", "missing"])), ["n2", "n5"])
+    settled(lambda: ids_of(numbered.changes(filter="_doc_ids", doc_ids=["n1"])), ["n1"])
 
 
 @pytest.mark.parametrize("style", STYLES)
 def test_selector_filter(style, numbered):
     try:
-        result = call(style, numbered.changes, selector={"n": {"$gt": 3}})
+        call(style, numbered.changes, selector={"n": {"$gt": 3}})
     except (NotFound, BadRequest) as exc:
         pytest.skip("the server lacks the _selector changes filter (%s)" % exc)
-    assert sorted(ids_of(result)) == ["n4", "n5"]
+    settled(lambda: ids_of(call(style, numbered.changes, selector={"n": {"$gt": 3}})), ["n4", "n5"])
 
 
 @pytest.mark.parametrize("style", STYLES)
 def test_view_filter(style, numbered):
-    result = call(style, numbered.changes, view="app/odd")
-    assert sorted(ids_of(result)) == ["n1", "n3", "n5"]
-    assert sorted(ids_of(numbered.changes(filter="_view", view="_design/app/odd"))) == ["n1", "n3", "n5"]
+    settled(lambda: ids_of(call(style, numbered.changes, view="app/odd")), ["n1", "n3", "n5"])
+    settled(lambda: ids_of(numbered.changes(filter="_view", view="_design/app/odd")), ["n1", "n3", "n5"])
 
 
 def test_longpoll_with_doc_ids_filter(db, reactor):
     db.save({"_id": "x"})
     since = db.changes().last_seq
-    reactor.call_later(0.1, lambda: db.save([{"_id": "ignored"}, {"_id": "wanted"}],
-                                           callback=lambda data, status: None))
+    writer = threading.Timer(0.1, lambda: db.save([{"_id": "ignored"}, {"_id": "wanted"}]))
+    writer.start()
     result = db.changes(feed="longpoll", since=since, doc_ids=["wanted"], timeout=20000)
+    writer.join()
     assert ids_of(result) == ["wanted"]
 
 

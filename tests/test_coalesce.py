@@ -23,6 +23,7 @@ from corduroy import (
 )
 from corduroy import coalesce as coalesce_module
 from corduroy import codec
+from tests.consistency import EVERY_COPY
 from tests.styles import STYLES, call, run_async
 
 CONCURRENT = ("callback", "relax", "await")
@@ -125,10 +126,11 @@ def paths(seen: List[Tuple[str, str]], db: Database) -> List[str]:
 def plain(couch_url, dbname) -> Database:
     """The test database, created, seeded, without coalescing (to compare against)."""
     db = Couch(couch_url).create(dbname)
-    db.save([{"_id": "doc%02d" % i, "n": i} for i in range(30)])
+    # In every copy: coalesced reads go through _all_docs, which a cluster serves from any copy (tests.consistency).
+    db.save([{"_id": "doc%02d" % i, "n": i} for i in range(30)], w=EVERY_COPY)
     gone = {"_id": "gone", "n": -1}
     db.save(gone)
-    db.delete(gone)
+    db.save(dict(gone, _deleted=True), w=EVERY_COPY)
     return db
 
 
@@ -371,7 +373,8 @@ def test_one_new_dict_saved_twice_in_a_turn_behaves_as_without_coalescing(style,
 @pytest.mark.parametrize("style", STYLES)
 def test_a_rejected_document_gets_its_own_exception(style, cdb, plain):
     plain.save({"_id": "_design/guard", "validate_doc_update":
-                "function (doc) { if (doc.bad) { throw({forbidden: 'no bad docs'}); } }"})
+                "function (doc) { if (doc.bad) { throw({forbidden: 'no bad docs'}); } }"},
+               w=EVERY_COPY)  # each copy checks the writes it gets with its own design docs
     probe = {"_id": "probe", "bad": True}
     try:
         plain.save(probe)

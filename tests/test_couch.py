@@ -3,7 +3,8 @@ from __future__ import annotations
 
 import pytest
 
-from corduroy import Couch, Database, NotFound, PreconditionFailed
+from corduroy import Couch, Database, NotFound, PreconditionFailed, ServerError
+from tests.consistency import eventually_equal
 from tests.styles import STYLES, call
 
 
@@ -25,7 +26,9 @@ def test_create_returns_a_database_and_a_second_create_fails(style, couch, dbnam
 def test_delete_removes_the_database_and_missing_is_not_found(style, couch, dbname, server_kind):
     couch.create(dbname)
     assert call(style, couch.delete, dbname)["ok"] is True
-    assert couch.contains(dbname) is False
+    # Apache CouchDB 3.4 may answer 500 ("missing_target") for a few milliseconds
+    # after the DELETE, while its shard cache still lists the database.
+    eventually_equal(lambda: couch.contains(dbname), False, retry_on=(AssertionError, ServerError))
     if server_kind == "pouchdb":
         # pouchdb-server answers 200 to deleting a missing database; CouchDB answers 404.
         return
@@ -111,4 +114,4 @@ def test_invalid_database_names_fail_before_any_io(couch):
 def test_system_and_slashed_names_are_accepted_and_quoted(couch):
     assert couch.users.name == "_users"
     assert couch.replicator.url.endswith("/_replicator")
-    assert couch["a/b"].url.endswith("/a%2Fb")
+    assert couch.database("a/b").url.endswith("/a%2Fb")

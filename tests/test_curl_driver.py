@@ -10,6 +10,7 @@ import loop
 from corduroy import ConnectionFailed, Couch, Database, Timeout
 from loop import Reactor, Request
 from loop.curl import MODES, _epoll, default_mode
+from tests.consistency import EVERY_COPY
 
 BACKENDS = [b for b in loop.available_backends() if b != "gevent"]
 # Every backend with the driver's default mode, and the first backend with each other mode.
@@ -33,7 +34,7 @@ def reactor(request, monkeypatch):
 @pytest.fixture
 def db(couch_url, dbname):
     db = Couch(couch_url).create(dbname)
-    db.save([{"_id": "doc-%03d" % i, "n": i} for i in range(20)])
+    db.save([{"_id": "doc-%03d" % i, "n": i} for i in range(20)], w=EVERY_COPY)  # _all_docs reads any copy
     return db
 
 

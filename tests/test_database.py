@@ -6,6 +6,7 @@ import math
 import pytest
 
 from corduroy import Conflict, ConflictResolution, Couch, Database, Document, NotFound
+from tests.consistency import EVERY_COPY, eventually_equal, until_conflict
 from tests.styles import STYLES, call
 
 
@@ -24,7 +25,7 @@ def test_exists(style, couch_url, dbname):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_info(style, db):
-    db.save({"_id": "one"})
+    db.save({"_id": "one"}, w=EVERY_COPY)  # counted in every copy (a cluster: tests.consistency)
     info = call(style, db.info)
     assert info.db_name == db.name and info["doc_count"] == 1
 
@@ -84,36 +85,55 @@ def test_save_without_id_takes_one_from_the_uuid_cache(style, db):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_single_document_conflict_raises(style, db):
-    db.save({"_id": "c"})
-    with pytest.raises(Conflict) as info:
-        call(style, db.save, {"_id": "c", "stale": True})
-    assert info.value.code == 409
+    def attempt(n):
+        db.save({"_id": "c%d" % n})
+        return call(style, db.save, {"_id": "c%d" % n, "stale": True})  # accepted on a cluster? (tests.consistency)
+
+    assert until_conflict(attempt).code == 409
 
 
 @pytest.mark.parametrize("style", STYLES)
 def test_batch_save_reports_conflicts_per_document(style, db):
-    docs = [{"_id": "first", "n": 1}, {"_id": "second", "n": 2}]
-    result = call(style, db.save, docs)
-    assert repr(result) == "<Success: 2 docs updated>"
-    assert all(d["_rev"].startswith("1-") for d in docs)
-    del docs[1]["_rev"]
-    result = call(style, db.save, docs)
-    assert repr(result) == "<Conflict: second>"
-    assert list(result.pending) == ["second"] and list(result.resolved) == ["first"]
-    assert docs[0]["_rev"].startswith("2-")
+    def attempt(n):
+        docs = [{"_id": "first-%d" % n, "n": 1}, {"_id": "second-%d" % n, "n": 2}]
+        result = call(style, db.save, docs)
+        assert repr(result) == "<Success: 2 docs updated>"
+        assert all(d["_rev"].startswith("1-") for d in docs)
+        del docs[1]["_rev"]
+        result = call(style, db.save, docs)
+        assert docs[0]["_rev"].startswith("2-")
+        if result.pending:
+            assert repr(result) == "<Conflict: second-%d>" % n
+            assert list(result.pending) == ["second-%d" % n] and list(result.resolved) == ["first-%d" % n]
+            raise Conflict()
+        return result  # accepted by a lagging copy of a cluster (tests.consistency): try again
+
+    until_conflict(attempt)
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_save_with_w_returns_once_every_copy_has_the_write(style, db):
+    docs = [{"_id": "w%d" % i} for i in range(5)]
+    result = call(style, db.save, docs, w=EVERY_COPY)  # a single node has one copy: 202, written all the same
+    assert result.ok and all(doc["_rev"].startswith("1-") for doc in docs)
+    single = {"_id": "single"}
+    assert call(style, db.save, single, w=EVERY_COPY).ok and single["_rev"].startswith("1-")
+    # Every copy of every shard has them: reads of any copy see them at once.
+    assert [row.id for row in db.all_docs()] == ["single", "w0", "w1", "w2", "w3", "w4"]
+    assert sorted(row.id for row in db.changes().results) == ["single", "w0", "w1", "w2", "w3", "w4"]
 
 
 @pytest.mark.parametrize("style", STYLES)
 def test_batch_save_with_deleted_docs_deletes_them(style, db):
     docs = [{"_id": "claire"}, {"_id": "geoff"}, {"_id": "ben"}]
-    db.save(docs)
+    db.save(docs, w=EVERY_COPY)  # get([ids]) reads _all_docs, which a cluster serves from any copy
     claire, geoff, ben = db.get(["claire", "geoff", "ben"])
     claire.standing = "not standing"
     geoff._deleted = True
     ben.newsnight = {"paxman": 1, "swain": 0}
     result = call(style, db.save, [claire, geoff, ben])
     assert result.ok
-    assert db.get(["claire", "geoff", "ben"])[1] is None
+    eventually_equal(lambda: db.get(["claire", "geoff", "ben"])[1], None)
     with pytest.raises(NotFound):
         db.get("geoff")
 
@@ -138,12 +158,14 @@ def test_delete(style, db):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_delete_with_a_stale_rev_conflicts(style, db):
-    doc = {"_id": "x"}
-    db.save(doc)
-    stale = dict(doc)
-    db.save(doc)
-    with pytest.raises(Conflict):
-        call(style, db.delete, stale)
+    def attempt(n):
+        doc = {"_id": "x%d" % n}
+        db.save(doc)
+        stale = dict(doc)
+        db.save(doc)
+        return call(style, db.delete, stale)  # accepted by a lagging copy of a cluster (tests.consistency)
+
+    until_conflict(attempt)
 
 
 @pytest.mark.parametrize("style", STYLES)
@@ -161,12 +183,12 @@ def test_awkward_ids_round_trip_exactly(db, doc_id):
     db.save(doc)
     fetched = db.get(doc_id)
     assert fetched["_id"] == doc_id and fetched.v == doc_id
-    assert db.get([doc_id])[0]["_id"] == doc_id
+    eventually_equal(lambda: [doc["_id"] for doc in db.get([doc_id]) if doc], [doc_id])
     db.delete(fetched)
     with pytest.raises(NotFound):
         db.get(doc_id)
     # Nothing escaped into another path: the database holds no other document.
-    assert db.info()["doc_count"] == 0
+    eventually_equal(lambda: db.info()["doc_count"], 0)
 
 
 def test_design_and_local_ids_keep_their_prefix(db):
@@ -177,7 +199,7 @@ def test_design_and_local_ids_keep_their_prefix(db):
     db.save(local)
     assert db.get("_local/checkpoint")["seq"] == 7
     # _local docs are not replicated and not listed; the design doc is a real doc.
-    assert db.info()["doc_count"] == 1
+    eventually_equal(lambda: db.info()["doc_count"], 1)
 
 
 def _contains_itself():

@@ -21,6 +21,7 @@ from corduroy import (
 )
 from corduroy.http import finish
 from corduroy.retry import RetryPolicy
+from tests.consistency import EVERY_COPY
 from tests.proxy import FaultProxy
 
 WAIT = 20.0  # the most any scenario may take before the test fails as a hang
@@ -45,8 +46,9 @@ def db(couch_url, dbname):
     couch = Couch(couch_url)
     couch.create(dbname)
     db = Database(couch_url + "/" + dbname, timeout=WAIT)
-    db.save({"_id": "big", "body": BIG})
-    db.save({"_id": "small", "n": 1})
+    # In every copy before a feed reads them (a cluster: tests.consistency).
+    db.save({"_id": "big", "body": BIG}, w=EVERY_COPY)
+    db.save({"_id": "small", "n": 1}, w=EVERY_COPY)
     return db
 
 

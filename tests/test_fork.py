@@ -21,6 +21,7 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 
 import loop
 from corduroy import Couch, Database
+from tests.consistency import eventually
 
 #: ``struct tcp_info``: ``tcpi_bytes_acked`` and ``tcpi_bytes_received`` (Linux 4.2+).
 _TCP_INFO_LEN = 136
@@ -202,6 +203,11 @@ def write_docs(args: Tuple[str, str, int]) -> List[str]:
     return [doc["_rev"] for doc in docs]
 
 
+def checked_workers(docs: List[Any]) -> List[Any]:
+    assert [d and d["worker"] for d in docs] == [w for w in range(6) for _ in range(10)]
+    return docs
+
+
 def test_pool_workers_write_to_the_real_server_and_the_parent_reads_it_all(couch_url, dbname, reactor):
     db = Couch(couch_url).create(dbname)
     db.save({"_id": "before"})
@@ -212,7 +218,7 @@ def test_pool_workers_write_to_the_real_server_and_the_parent_reads_it_all(couch
         pool.close()
         pool.join()
     assert all(len(r) == 10 and all(rev.startswith("1-") for rev in r) for r in revs)
-    docs = db.get(["w%d-%d" % (w, i) for w in range(6) for i in range(10)])
-    assert [d["worker"] for d in docs] == [w for w in range(6) for _ in range(10)]
+    # get([ids]) reads _all_docs, which a cluster serves from any copy (tests.consistency).
+    docs = eventually(lambda: checked_workers(db.get(["w%d-%d" % (w, i) for w in range(6) for i in range(10)])))
     assert len({d["pid"] for d in docs}) > 1 and os.getpid() not in {d["pid"] for d in docs}
     assert db.get("before")["_id"] == "before"

@@ -29,6 +29,7 @@ from corduroy import (
     BadResponse, Conflict, ConnectionFailed, Couch, CouchError, Database, NotFound, ResponseTooLarge,
     ServerError, ServiceUnavailable, TransportError,
 )
+from tests.consistency import EVERY_COPY
 from tests.styles import STYLES, call
 
 #: How long an exception's text may get, whatever the body's size (its URL aside).
@@ -397,8 +398,10 @@ def big_db(couch_url) -> Iterator[Tuple[str, int]]:
     name = "test_%s" % uuid.uuid4().hex
     db = Couch(couch_url).create(name)
     rows = 60
-    db.save([{"_id": "doc-%03d" % i, "n": i, "text": "%04d" % i * 250} for i in range(rows)])
-    db.save({"_id": "_design/d", "views": {"by_n": {"map": "function (doc) { emit(doc.n, doc.text); }"}}})
+    # In every copy before the views read them (a cluster: tests.consistency).
+    db.save([{"_id": "doc-%03d" % i, "n": i, "text": "%04d" % i * 250} for i in range(rows)], w=EVERY_COPY)
+    db.save({"_id": "_design/d", "views": {"by_n": {"map": "function (doc) { emit(doc.n, doc.text); }"}}},
+            w=EVERY_COPY)
     db.put_attachment(db.get("doc-000"), b"\x00" * 100_000, "blob.bin")
     try:
         yield name, rows

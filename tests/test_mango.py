@@ -7,6 +7,7 @@ import pytest
 
 from corduroy import BadRequest, Couch, Database, Document, NotFound, ServerError, relax
 from corduroy.mango import FindPager, FindResult
+from tests.consistency import EVERY_COPY, eventually, eventually_equal
 from tests.styles import STYLES, call, run_async
 
 PEOPLE = [
@@ -22,7 +23,7 @@ PEOPLE = [
 @pytest.fixture
 def db(couch_url: str, dbname: str) -> Database:
     db = Couch(couch_url).create(dbname)
-    db.save([dict(doc) for doc in PEOPLE])
+    db.save([dict(doc) for doc in PEOPLE], w=EVERY_COPY)  # in every copy before a query reads it
     return db
 
 
@@ -30,8 +31,27 @@ def db(couch_url: str, dbname: str) -> Database:
 def numbered(couch_url: str, dbname: str) -> Database:
     """2000 documents ``item-0000``... with ``n`` = 0..1999 and ``group`` = n % 7."""
     db = Couch(couch_url).create(dbname)
-    db.save([{"_id": "item-%04d" % n, "type": "item", "n": n, "group": n % 7} for n in range(2000)])
+    db.save([{"_id": "item-%04d" % n, "type": "item", "n": n, "group": n % 7} for n in range(2000)], w=EVERY_COPY)
     return db
+
+
+def index_in_use(db: Database, fields: List[str], ddoc: str, name: str) -> None:
+    """``db.index(...)``, then wait until the server plans a sort on ``fields`` with it.
+
+    An index is a design document, and a cluster's query planner reads design
+    documents from any copy (tests.consistency): for a moment after ``_index``
+    a sort may still find no index.
+    """
+    db.index(fields, ddoc=ddoc, name=name)
+
+    def planned() -> None:
+        try:
+            plan = db.explain({fields[0]: {"$gt": None}}, sort=fields)
+        except BadRequest as exc:  # no_usable_index
+            raise AssertionError(str(exc)) from None
+        assert (plan.get("index") or {}).get("name") == name
+
+    eventually(planned)
 
 
 def ids(docs: Any) -> List[str]:
@@ -74,7 +94,7 @@ def test_find_with_operators(style, db):
 def test_sort_needs_an_index(style, db):
     with pytest.raises(BadRequest):
         call(style, db.find, {"age": {"$gt": 0}}, sort=["age"])
-    db.index(["age"], ddoc="by-age", name="age")
+    index_in_use(db, ["age"], ddoc="by-age", name="age")
     ascending = call(style, db.find, {"age": {"$gt": 10}}, sort=["age"], fields=["_id", "age"])
     ages = [doc.age for doc in ascending]
     assert ages == sorted(ages) and len(ages) == 5
@@ -178,7 +198,12 @@ def test_index_create_list_delete(style, db):
     again = call(style, db.index, ["city"], ddoc="places", name="by-city")
     assert again["result"] == "exists"
 
-    listed = call(style, db.indexes)
+    def listed_with_mine() -> List[Any]:  # indexes are design documents, listed from any copy
+        listed = call(style, db.indexes)
+        assert any(ix["name"] == "by-city" for ix in listed)
+        return listed
+
+    listed = eventually(listed_with_mine)
     assert isinstance(listed, list)
     assert listed[0]["name"] == "_all_docs" and listed[0]["type"] == "special"
     mine = [ix for ix in listed if ix["name"] == "by-city"]
@@ -187,7 +212,7 @@ def test_index_create_list_delete(style, db):
     assert mine[0]["def"]["fields"] == [{"city": "asc"}]
 
     assert call(style, db.delete_index, "places", "by-city")["ok"] is True
-    assert [ix["name"] for ix in call(style, db.indexes)] == ["_all_docs"]
+    eventually_equal(lambda: [ix["name"] for ix in call(style, db.indexes)], ["_all_docs"])
     # CouchDB answers 404 for an index that is not there; pouchdb-server 4.2.0
     # fails with a 500 ("Cannot convert undefined or null to object").
     with pytest.raises((NotFound, ServerError)):
@@ -199,15 +224,17 @@ def test_index_with_generated_names_and_sort_directions(style, db):
     created = call(style, db.index, [{"age": "asc"}, "name"], partial_filter_selector={"type": "person"})
     assert created["result"] == "created"
     assert created["id"].startswith("_design/") and created["name"]
-    listed = {ix["name"]: ix for ix in db.indexes()}
-    assert listed[created["name"]]["def"]["fields"] == [{"age": "asc"}, {"name": "asc"}]
+    def fields_listed() -> Any:  # listed from any copy of the design documents (tests.consistency)
+        return {ix["name"]: ix["def"]["fields"] for ix in db.indexes()}.get(created["name"])
+
+    eventually_equal(fields_listed, [{"age": "asc"}, {"name": "asc"}])
     # The generated design document can be deleted by its full id.
     assert call(style, db.delete_index, created["id"], created["name"])["ok"] is True
 
 
 @pytest.mark.parametrize("style", STYLES)
 def test_explain_names_the_chosen_index(style, db):
-    db.index(["age"], ddoc="by-age", name="age-index")
+    index_in_use(db, ["age"], ddoc="by-age", name="age-index")
     plan = call(style, db.explain, {"age": {"$gt": 40}}, sort=["age"], fields=["_id"], limit=2)
     assert plan["index"]["name"] == "age-index"
     assert plan["index"]["ddoc"] == "_design/by-age"
@@ -220,7 +247,7 @@ def test_explain_names_the_chosen_index(style, db):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_use_index(style, db):
-    db.index(["age"], ddoc="by-age", name="age-index")
+    index_in_use(db, ["age"], ddoc="by-age", name="age-index")
     result = call(style, db.find, {"age": {"$gte": 36}}, use_index=["by-age", "age-index"],
                   sort=["age"], fields=["_id", "age"], limit=2)
     assert [doc.age for doc in result] == [36, 36]
@@ -270,7 +297,7 @@ def test_iterfind_never_uses_skip(numbered, monkeypatch):
 
 
 def test_iterfind_sorted_with_ties_visits_every_document_once(numbered):
-    numbered.index(["group"], ddoc="groups", name="by-group")
+    index_in_use(numbered, ["group"], ddoc="groups", name="by-group")
     for direction in ("asc", "desc"):
         # Pages end inside runs of equal "group" values (about 286 documents each).
         pager = numbered.iterfind({"group": {"$gte": 0}}, page_size=250, sort=[{"group": direction}],

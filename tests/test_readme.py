@@ -86,17 +86,20 @@ def all_dbs(url):
 
 @pytest.mark.parametrize("section", sorted(SECTIONS))
 def test_python_blocks_run(section, couch_url):
+    """Each section runs, and deletes the databases it created: a reader who runs it leaves nothing behind."""
     code = SECTIONS[section]
     before = all_dbs(couch_url)
     env = dict(os.environ, COUCHDB_URL=couch_url, PYTHONPATH=str(ROOT))
+    left = set()
     try:
         proc = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True,
                               timeout=180, cwd=str(ROOT))
     finally:
-        for name in all_dbs(couch_url) - before:
-            if not name.startswith("_"):
-                couch_request(couch_url, "DELETE", "/" + name.replace("/", "%2F"))
+        left = {name for name in all_dbs(couch_url) - before if not name.startswith("_")}
+        for name in left:
+            couch_request(couch_url, "DELETE", "/" + name.replace("/", "%2F"))
     assert proc.returncode == 0, "section %r failed:\n%s\n%s" % (section, proc.stdout[-3000:], proc.stderr[-3000:])
+    assert not left, "section %r left databases behind: %s" % (section, sorted(left))
 
 
 @pytest.mark.parametrize("code", [c for _, lang, c in BLOCKS if lang == "python" and c.startswith("# examples/")])

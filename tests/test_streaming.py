@@ -13,6 +13,7 @@ from corduroy import BadResponse, Conflict, Couch, Database, Document, NotFound,
 from corduroy.http import finish
 from corduroy.streaming import RowParseError, RowParser, stream_rows
 from tests.conftest import couch_request
+from tests.consistency import EVERY_COPY
 from tests.styles import STYLES, call
 
 # A small body with everything that can go wrong at a chunk boundary: multi-byte
@@ -233,7 +234,8 @@ def loaded(couch_url: str) -> Iterator[Database]:
     """A database of 3000 small documents (created once for this module)."""
     name = "test_streaming_%d" % random.randrange(1 << 30)
     db = Couch(couch_url).create(name)
-    db.save([{"_id": "doc-%05d" % i, "n": i, "label": "é{[\"%d" % i} for i in range(3000)])
+    db.save([{"_id": "doc-%05d" % i, "n": i, "label": "é{[\"%d" % i} for i in range(3000)],
+            w=EVERY_COPY)  # in every copy before a stream reads it (a cluster: tests.consistency)
     yield db
     couch_request(couch_url, "DELETE", "/" + name)
 
