@@ -44,7 +44,7 @@ def backend(request: pytest.FixtureRequest) -> Iterator[Reactor]:
 @pytest.fixture
 def db(couch_url: str, dbname: str) -> Database:
     couch_request(couch_url, "PUT", "/" + dbname)
-    couch_request(couch_url, "PUT", "/%s/doc" % dbname, {"v": 1})
+    couch_request(couch_url, "PUT", "/%s/doc?w=3" % dbname, {"v": 1})  # in every copy of a cluster
     return Database(couch_url + "/" + dbname)
 
 
