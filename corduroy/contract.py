@@ -80,7 +80,7 @@ def io_method(fn: F) -> F:
             if would_block():
                 return call_blocking(fn, *args, **kwargs)
             op = fn(*args, **kwargs)
-            if type(op) is not Operation and isinstance(op, Operation) and op.origin is None:
+            if isinstance(op, Operation) and op.origin is None:
                 op.origin = name  # for the warning if nobody consumes it
             return op
         if not callable(callback):

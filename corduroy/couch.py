@@ -1,7 +1,7 @@
 """Couch: a CouchDB server, its databases and its server-wide endpoints."""
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Optional, Tuple
+from typing import Any, Callable, Generator, Optional
 
 from loop import Status, get_reactor, trampoline
 
@@ -9,6 +9,7 @@ from .contract import blocking, io_methods
 from .database import Database, http2_curl_options
 from .exceptions import NotFound, PreconditionFailed
 from .http import CouchOperation, Server, finish
+from .request_headers import Auth
 from .server_api import ServerMixin
 from .session import SessionMixin
 from .urls import db_path, validate_db_name
@@ -30,7 +31,7 @@ class Couch(ServerMixin, SessionMixin):
     <Couch 'http://127.0.0.1:5984'>
     """
 
-    def __init__(self, url: Optional[str] = None, auth: Optional[Tuple[str, str]] = None,
+    def __init__(self, url: Optional[str] = None, auth: Optional[Auth] = None,
                  full_commit: Optional[bool] = None, http2: bool = False, **server_options: Any) -> None:
         self.server = Server(url, auth=auth, full_commit=full_commit, **server_options)
         if http2:  # HTTP/2, multiplexed (see corduroy.database.http2_curl_options)

@@ -26,6 +26,7 @@ from .contract import blocking, io_methods
 from .document import Document
 from .exceptions import Conflict, NotFound
 from .http import CouchOperation, Server, finish
+from .request_headers import Auth
 from .maintenance import MaintenanceMixin
 from .mango import MangoMixin
 from .replication import ReplicationMixin
@@ -59,7 +60,7 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
     <Database 'underlings'>
     """
 
-    def __init__(self, name: str, auth: Optional[Tuple[str, str]] = None, server: Optional[Server] = None,
+    def __init__(self, name: str, auth: Optional[Auth] = None, server: Optional[Server] = None,
                  coalesce: bool = False, http2: bool = False, **server_options: Any) -> None:
         if not isinstance(name, str):
             raise TypeError("a database is named by a str, not %s" % type(name).__name__)

@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import base64
 import contextlib
-import contextvars
 import logging
 import math
 import time
@@ -44,7 +43,8 @@ from .exceptions import (
     UnknownOutcome,
     error_for_code,
 )
-from .request_headers import ProxyAuth, call_headers, check_headers, check_jwt, merge_headers
+from .call_options import UNSET, applied, current
+from .request_headers import Auth, ProxyAuth, check_headers, check_jwt, merge_headers
 from .urls import encode_query, split_credentials
 
 __all__ = ["Server", "finish", "timeouts", "DEFAULT_COMPRESS_MIN_SIZE",
@@ -73,22 +73,9 @@ def gzip_body(body: bytes) -> bytes:
     packer = zlib.compressobj(COMPRESS_LEVEL, zlib.DEFLATED, 31)  # 31: a gzip wrapper
     return packer.compress(body) + packer.flush()
 
-_UNSET: Any = object()
-
-#: Per-call limits set by :func:`timeouts` (None: the Server's own).
-_call_limits: "contextvars.ContextVar[Optional[Tuple[Any, Any, Any]]]" = contextvars.ContextVar(
-    "corduroy_timeouts", default=None)
-
-
-def call_limits_set(name: str) -> bool:
-    """True when a :func:`timeouts` block around this call sets ``name`` (``"timeout"``...)."""
-    limits = _call_limits.get()
-    index = ("timeout", "connect_timeout", "idle_timeout").index(name)
-    return limits is not None and limits[index] is not _UNSET
-
 
 @contextlib.contextmanager
-def timeouts(timeout: Any = _UNSET, connect_timeout: Any = _UNSET, idle_timeout: Any = _UNSET) -> Iterator[None]:
+def timeouts(timeout: Any = UNSET, connect_timeout: Any = UNSET, idle_timeout: Any = UNSET) -> Iterator[None]:
     """Override the client's timeouts for the requests made inside the ``with`` block (seconds; None or 0: no limit).
 
     Example::
@@ -98,20 +85,16 @@ def timeouts(timeout: Any = _UNSET, connect_timeout: Any = _UNSET, idle_timeout:
 
     It applies to requests *made* in the block, in any calling style (an
     Operation made inside and awaited outside keeps them); it follows
-    asyncio tasks and threads like any context variable.  Arguments left
-    out keep the value of an enclosing block, else the client's.
+    asyncio tasks and threads like any context variable
+    (:mod:`corduroy.call_options`).  Arguments left out keep the value of an
+    enclosing block, else the client's.
     """
-    outer = _call_limits.get() or (_UNSET, _UNSET, _UNSET)
-    given = (timeout, connect_timeout, idle_timeout)
-    for value, what in zip(given, ("timeout", "connect_timeout", "idle_timeout")):
-        if value is not _UNSET:
-            _seconds(value, what)
-    merged = tuple(outer[i] if value is _UNSET else value for i, value in enumerate(given))
-    token = _call_limits.set(merged)  # type: ignore[arg-type]
-    try:
+    given = {"timeout": timeout, "connect_timeout": connect_timeout, "idle_timeout": idle_timeout}
+    given = {name: value for name, value in given.items() if value is not UNSET}
+    for name, value in given.items():
+        _seconds(value, name)
+    with applied(**given):
         yield
-    finally:
-        _call_limits.reset(token)
 
 #: How much of an unexpected body an exception carries.
 EXCERPT = 500
@@ -541,17 +524,14 @@ _WAITING_FEEDS = ("longpoll", "continuous", "eventsource")
 
 
 def _feed_low_speed(low: Tuple[int, int], params: Dict[str, Any]) -> Optional[Tuple[int, int]]:
-    """The low-speed limit of a request that may wait for news (``feed=...``).
+    """The low-speed limit of a request that waits for news (``feed=`` one of :data:`_WAITING_FEEDS`).
 
     libcurl averages the speed over a few seconds, so heartbeats (one byte
     each) never count as traffic: a continuous feed, or a longpoll that
     heartbeats, gets no limit (the changes feed watches its heartbeats
     itself); a plain longpoll gets the idle timeout on top of its wait.
     """
-    feed = params.get("feed")
-    if feed not in _WAITING_FEEDS:
-        return low
-    if feed != "longpoll" or params.get("heartbeat"):
+    if params.get("feed") != "longpoll" or params.get("heartbeat"):
         return None
     wait = params.get("timeout")
     seconds = wait / 1000.0 if isinstance(wait, (int, float)) and not isinstance(wait, bool) else 60.0
@@ -625,7 +605,7 @@ class Server:
     def __init__(
         self,
         url: Optional[str] = None,
-        auth: Optional[Tuple[str, str]] = None,
+        auth: Optional[Auth] = None,
         timeout: Optional[float] = None,
         connect_timeout: Optional[float] = DEFAULT_CONNECT_TIMEOUT,
         max_response_size: Optional[int] = None,
@@ -838,32 +818,34 @@ class Server:
                 and (json is not None or headers is None)):  # JSON bodies only, never attachments
             body = gzip_body(body)
             hdrs = hdrs + ["Content-Encoding: gzip"]
-        extra = call_headers()
-        if extra is not None:  # inside `with corduroy.headers(...)`
-            hdrs = merge_headers(hdrs, extra)
+        connect = self.connect_timeout
+        block = current()
+        if block is not None:  # inside `with corduroy.timeouts(...)` or `corduroy.headers(...)`
+            if block.headers is not None:
+                hdrs = merge_headers(hdrs, block.headers)
+            if timeout is None and block.timeout is not UNSET:
+                timeout = block.timeout or 0
+            if block.connect_timeout is not UNSET:
+                connect = block.connect_timeout
+            if idle_timeout is None and block.idle_timeout is not UNSET:
+                idle_timeout = block.idle_timeout or 0
         url = self.url + path + encode_query(params) if params else self.url + path
         reactor = get_reactor()
         op = CouchOperation(reactor)
-        connect = self.connect_timeout
-        limits = _call_limits.get()
-        if limits is not None:  # inside `with corduroy.timeouts(...)`
-            if timeout is None and limits[0] is not _UNSET:
-                timeout = limits[0] or 0
-            if limits[1] is not _UNSET:
-                connect = limits[1]
-            if idle_timeout is None and limits[2] is not _UNSET:
-                idle_timeout = limits[2] or 0
         t = self.timeout if timeout is None else timeout
         low = self._low_speed if idle_timeout is None else _low_speed(idle_timeout)
-        if low is not None and params and "feed" in params:
-            low = _feed_low_speed(low, params)
+        options = self._options
+        if params and params.get("feed") in _WAITING_FEEDS:  # waits for news: see _feed_low_speed
+            options = self._options_feed
+            if low is not None:
+                low = _feed_low_speed(low, params)
         # With retries, a request's deadline covers every attempt and wait.
         deadline = reactor.time() + t if t and self.retry_policy is not None else None
         gate = _StreamGate(on_chunk) if on_chunk is not None else None
         req = Request(
             method, url, hdrs, body, on_done=_on_response, on_chunk=gate,
             timeout=t or 0, connect_timeout=connect or 0, low_speed=low,
-            options=self._options_feed if params and params.get("feed") in _WAITING_FEEDS else self._options,
+            options=options,
             context=(op, transform, raw, self, deadline, plain),
             max_body=self.max_response_size if on_chunk is None else None,
         )

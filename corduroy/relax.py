@@ -26,8 +26,8 @@ import inspect
 from typing import Any, Callable, TypeVar
 
 from loop import get_reactor, trampoline
-from loop.reactor import call_blocking, would_block
 
+from .contract import blocking
 from .http import CouchOperation, finish
 
 __all__ = ["relax"]
@@ -42,7 +42,9 @@ def relax(fn: F) -> F:
             raise TypeError("@relax is for generator functions; an async def function can simply await")
         raise TypeError("@relax is for generator functions (functions that use `yield`)")
 
-    def start(args: Any, kwargs: Any) -> Any:
+    @blocking  # no reactor running: the generator runs on the blocking reactor
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
         reactor = get_reactor()
         reactor._async_depth += 1  # calls made while building the generator must not block
         try:
@@ -52,12 +54,6 @@ def relax(fn: F) -> F:
         op = CouchOperation(reactor)
         op.origin = "@relax %s()" % fn.__qualname__
         return finish(trampoline(gen, reactor, op), None)
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        if would_block():
-            return call_blocking(start, args, kwargs)
-        return start(args, kwargs)
 
     wrapper.__relaxed__ = True  # type: ignore[attr-defined]
     return wrapper  # type: ignore[return-value]

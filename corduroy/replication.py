@@ -22,7 +22,8 @@ from loop.redact import describe
 
 from .contract import io_methods
 from .exceptions import Conflict
-from .http import CouchOperation, Server, call_limits_set, finish
+from .call_options import is_set
+from .http import CouchOperation, Server, finish
 from .session import session_credentials
 from .urls import doc_path, quote_segment, split_credentials, validate_db_name
 
@@ -137,7 +138,7 @@ def replicate(server: Server, source: Endpoint, target: Endpoint, callback: Call
         # A one-shot replication answers when it is done: no stall timeout
         # unless the caller set one (corduroy.timeouts).
         return finish(server.request("POST", "/_replicate", json=body, what="replication request",
-                                     idle_timeout=None if call_limits_set("idle_timeout") else 0), callback)
+                                     idle_timeout=None if is_set("idle_timeout") else 0), callback)
     path = "/_replicator/" + doc_path(doc_id)
     if body.get("cancel"):
         reactor = get_reactor()

@@ -18,13 +18,14 @@ Authentication helpers:
 from __future__ import annotations
 
 import contextlib
-import contextvars
 import hashlib
 import hmac
 import re
-from typing import Any, FrozenSet, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Iterable, Iterator, List, Mapping, Optional, Tuple, Union
 
-__all__ = ["headers", "ProxyAuth", "check_headers", "check_jwt", "merge_headers", "call_headers"]
+from .call_options import HeaderSet, applied, current
+
+__all__ = ["headers", "ProxyAuth", "check_headers", "check_jwt", "merge_headers"]
 
 #: An HTTP header name: a token (RFC 9110), so never ``:``, a space, CR or LF.
 _TOKEN = re.compile(r"[!#$%&'*+.^_`|~0-9A-Za-z-]+\Z")
@@ -35,7 +36,6 @@ _VALUE = re.compile(r"[\t\x20-\x7e]*\Z")
 RESERVED = frozenset({"content-type", "content-length", "content-encoding", "transfer-encoding", "host"})
 
 #: ``(names in lower case, "Name: value" lines)``: a checked set of headers.
-HeaderSet = Tuple[FrozenSet[str], Tuple[str, ...]]
 
 
 def check_headers(given: Optional[Mapping[str, str]], what: str = "headers") -> HeaderSet:
@@ -171,15 +171,6 @@ class ProxyAuth:
 
 
 #: Per-call headers set by :func:`headers` (None: none).
-_call_headers: "contextvars.ContextVar[Optional[HeaderSet]]" = contextvars.ContextVar(
-    "corduroy_headers", default=None)
-
-
-def call_headers() -> Optional[HeaderSet]:
-    """The headers of the :func:`headers` blocks around this call (None outside any)."""
-    return _call_headers.get()
-
-
 @contextlib.contextmanager
 def headers(extra: Mapping[str, str]) -> Iterator[None]:
     """Send ``extra`` headers with the requests made inside the ``with`` block.
@@ -198,12 +189,14 @@ def headers(extra: Mapping[str, str]) -> Iterator[None]:
     (ValueError/TypeError, before any I/O); values never show in an error.
     """
     names, lines = check_headers(extra, "corduroy.headers()")
-    outer = _call_headers.get()
+    enclosing = current()
+    outer = enclosing.headers if enclosing is not None else None
     if outer is not None:
         merged = merge_headers(list(outer[1]), (names, lines))
         names, lines = outer[0] | names, tuple(merged)
-    token = _call_headers.set((names, lines))
-    try:
+    with applied(headers=(names, lines)):
         yield
-    finally:
-        _call_headers.reset(token)
+
+
+#: What ``auth=`` takes: a ``(user, password)`` tuple or a :class:`ProxyAuth`.
+Auth = Union[Tuple[str, str], ProxyAuth]

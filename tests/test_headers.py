@@ -19,7 +19,6 @@ import logging
 import os
 import socket
 import tempfile
-import threading
 import time
 import uuid
 from typing import Any, Dict, Iterator, List
@@ -31,26 +30,20 @@ import corduroy
 from corduroy import BadRequest, Couch, Database, NotFound, ProxyAuth, Unauthorized
 from corduroy.request_headers import check_headers
 from tests.conftest import couch_request
+from tests.scripted import ScriptedServer
 from tests.styles import STYLES, call
 
 SECRET = "s3cret-" + uuid.uuid4().hex
 
 
-class Recorder(http.server.ThreadingHTTPServer):
-    """Answers every request with a JSON document and keeps each request's headers and body."""
-
-    daemon_threads = True
+class Recorder(ScriptedServer):
+    """Answers every request with a JSON document and keeps each request's headers and body in ``seen``."""
 
     def __init__(self) -> None:
-        super().__init__(("127.0.0.1", 0), _Handler)
-        self.seen: List[Dict[str, Any]] = []
+        super().__init__()
         self.answer_code = 200
         #: Compress answers (gzip) for a client that accepts it.
         self.gzip_answers = False
-
-    @property
-    def url(self) -> str:
-        return "http://127.0.0.1:%d" % self.server_address[1]
 
     def last(self) -> Dict[str, Any]:
         assert self.seen, "no request reached the server"
@@ -84,17 +77,13 @@ class _Handler(http.server.BaseHTTPRequestHandler):
         pass
 
 
+Recorder.handler = _Handler
+
+
 @pytest.fixture
 def recorder() -> Iterator[Recorder]:
-    server = Recorder()
-    thread = threading.Thread(target=server.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True)
-    thread.start()
-    try:
+    with Recorder.running() as server:
         yield server
-    finally:
-        server.shutdown()
-        server.server_close()
-        thread.join()
 
 
 # -- per client and per call, on the wire ---------------------------------------

@@ -14,21 +14,15 @@ from typing import Iterator
 
 import pytest
 
-from corduroy import BadRequest, Couch, Database, Document, NotFound, ServerError, relax
+from corduroy import Couch, Database, Document, NotFound, relax
 from corduroy.changes import DbUpdatesFeed
 from corduroy.mango import FindPager, FindResult
 from corduroy.views import Pager, View
 from tests.consistency import EVERY_COPY, until_conflict, eventually
 from tests.styles import STYLES, call, run_async
-
-#: How a server says it has no such endpoint.
-LACKING = (BadRequest, NotFound, ServerError)
+from tests.lacking import LACKING, lacks
 
 OFFLINE = "http://127.0.0.1:9"
-
-
-def lacks(exc: Exception, endpoint: str) -> None:
-    pytest.skip("the server answered %s to %s: it lacks the endpoint (%s)" % (type(exc).__name__, endpoint, exc))
 
 
 @pytest.fixture

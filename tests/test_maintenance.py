@@ -8,23 +8,16 @@ from __future__ import annotations
 
 import pytest
 
-from corduroy import BadRequest, Conflict, ConnectionFailed, Couch, Database, NotFound, ServerError
+from corduroy import Conflict, ConnectionFailed, Couch, Database, NotFound, ServerError
 from corduroy.maintenance import copy_destination
 from tests.conftest import couch_request
 from tests.consistency import EVERY_COPY, eventually, eventually_equal
 from tests.styles import STYLES, call
-
-#: How a server says it has no such endpoint.
-LACKING = (BadRequest, NotFound, ServerError)
-
+from tests.lacking import LACKING, lacks
 
 @pytest.fixture
 def db(couch_url: str, dbname: str) -> Database:
     return Couch(couch_url).create(dbname)
-
-
-def lacks(exc: Exception, endpoint: str) -> None:
-    pytest.skip("the server answered %s to %s: it lacks the endpoint (%s)" % (type(exc).__name__, endpoint, exc))
 
 
 def make_conflict(db: Database, doc_id: str = "contested") -> list:
@@ -381,23 +374,15 @@ def test_local_docs_lists_the_local_documents(style, db):
 
 # -- settings and layout --------------------------------------------------------
 @pytest.mark.parametrize("style", STYLES)
-def test_revs_limit(style, db):
+@pytest.mark.parametrize("limit, value", [("revs_limit", 5), ("purged_infos_limit", 50)])
+def test_database_limits_read_and_set(style, db, limit, value):
+    method = getattr(db, limit)
     try:
-        assert call(style, db.revs_limit) == 1000  # CouchDB's default
+        assert call(style, method) == 1000  # CouchDB's default for both
     except LACKING as exc:
-        lacks(exc, "_revs_limit")
-    assert call(style, db.revs_limit, 5)["ok"] is True
-    assert call(style, db.revs_limit) == 5
-
-
-@pytest.mark.parametrize("style", STYLES)
-def test_purged_infos_limit(style, db):
-    try:
-        assert call(style, db.purged_infos_limit) == 1000  # CouchDB's default
-    except LACKING as exc:
-        lacks(exc, "_purged_infos_limit")
-    assert call(style, db.purged_infos_limit, 50)["ok"] is True
-    assert call(style, db.purged_infos_limit) == 50
+        lacks(exc, "_" + limit)
+    assert call(style, method, value)["ok"] is True
+    assert call(style, method) == value
 
 
 def test_limits_are_checked_before_io():

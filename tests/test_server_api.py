@@ -12,18 +12,11 @@ import uuid
 
 import pytest
 
-from corduroy import BadRequest, Couch, NotFound, ServerError
+from corduroy import Couch, NotFound
 from corduroy.server_api import LEGACY_CONFIG, NODE_CONFIG
 from tests.conftest import couch_request
 from tests.styles import STYLES, call
-
-#: How a server says it has no such endpoint.
-LACKING = (BadRequest, NotFound, ServerError)
-
-
-def lacks(exc: Exception, endpoint: str) -> None:
-    pytest.skip("the server answered %s to %s: it lacks the endpoint (%s)" % (type(exc).__name__, endpoint, exc))
-
+from tests.lacking import LACKING, lacks
 
 @pytest.fixture
 def couch(couch_url: str) -> Couch:
