@@ -464,9 +464,9 @@ def test_load_keeps_several_batches_in_flight(capsys: Any, couch_url: str, db: D
 def test_load_reports_each_conflict_and_exits_1(capsys: Any, couch_url: str, db: Database,
                                                 tmp_path: Path) -> None:
     db.save([{"_id": "d0003", "old": True}, {"_id": "d0007", "old": True}], w=EVERY_COPY)
-    # The same id twice in the file, in one batch: batches go out concurrently, and
-    # on a cluster two batches creating one id at once may both be accepted
-    # (each shard copy keeps the one it saw first: a conflict, see tests.consistency).
+    # The same id twice in the file: the second one starts a new batch, and that
+    # batch waits for the one writing the first (on a cluster, two concurrent
+    # creations of one id may both be accepted), so the first wins everywhere.
     docs = some_docs(10) + [{"_id": "d0009", "again": True}]
     path = write_jsonl(tmp_path / "docs.jsonl", docs)
     code, out, err = cli(capsys, couch_url, "load", db.name, str(path), "--batch-size", "4")
@@ -476,9 +476,8 @@ def test_load_reports_each_conflict_and_exits_1(capsys: Any, couch_url: str, db:
                                         'corduroy: conflict: "d0009"']
     assert db.get("d0003") == {"_id": "d0003", "_rev": db.get("d0003")["_rev"], "old": True}
     assert db.get("d0005")["n"] == 5
-    # One of the two was stored, the other reported: which one is the server's choice
-    # (a single node keeps the first of a batch, a cluster may keep either).
-    assert db.get("d0009").get("n") == 9 or db.get("d0009").get("again") is True
+    kept = db.get("d0009", conflicts=True)
+    assert kept["n"] == 9 and "again" not in kept and "_conflicts" not in kept
     eventually_equal(lambda: db.info()["doc_count"], 10)
 
 

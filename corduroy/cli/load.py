@@ -4,8 +4,12 @@ Batches of ``--batch-size`` documents go to ``_bulk_docs``, ``--concurrency``
 batches in flight at once (each worker is a ``@relax`` generator that reads
 the next batch, optionally asks ``_all_docs`` which of its ids exist, and
 saves it).  Memory holds at most ``concurrency`` batches, whatever the size of
-the file.  A regular file is checked line by line before anything is sent (a
-bad line is an error, and nothing is written); stdin is checked as it is read.
+the file.  An id that appears twice in the file is written in order: the batch
+holding the second waits until the batch holding the first has been answered
+(so the first one wins and the second is a conflict, also on a cluster, where
+two concurrent creations of one id may both be accepted).  A regular file is
+checked line by line before anything is sent (a bad line is an error, and
+nothing is written); stdin is checked as it is read.
 
 Conflicts and documents the server rejects are reported one line each on
 stderr; the command then exits with 1.  On stdout it writes one JSON line
@@ -15,6 +19,8 @@ from __future__ import annotations
 
 import argparse
 from typing import Any, Dict, Generator, Iterator, List, Optional
+
+from loop.operation import OK, Operation
 
 from ..couch import Couch
 from ..database import Database
@@ -47,6 +53,8 @@ class Loader:
         self.stats = {"read": 0, "loaded": 0, "skipped": 0, "conflicts": 0, "rejected": 0}
         self._batches = batches(docs, batch_size)
         self._stopping = False
+        #: id -> an Operation completed when the batch writing it has its answer.
+        self._writing: Dict[str, Operation] = {}
 
     def run(self) -> Dict[str, int]:
         """Load every document (blocking); returns ``stats``; raises the first failure."""
@@ -68,12 +76,32 @@ class Loader:
                 if self.skip_existing:
                     docs = yield from self._without_existing(batch)
                 if docs:
-                    outcome = yield self.db.save(docs, **self.save_options)
+                    yield from self._after_earlier_writes_of(docs)
+                    written = Operation()
+                    ids = [doc["_id"] for doc in docs if isinstance(doc.get("_id"), str)]
+                    for doc_id in ids:
+                        self._writing[doc_id] = written
+                    try:
+                        outcome = yield self.db.save(docs, **self.save_options)
+                    finally:
+                        for doc_id in ids:
+                            if self._writing.get(doc_id) is written:
+                                del self._writing[doc_id]
+                        written.complete(None, OK)
                     self._count(docs, outcome)
             except BaseException:
                 self._stopping = True  # the other workers finish their batch and stop
                 raise
             self.progress.update(len(batch))
+
+    def _after_earlier_writes_of(self, docs: List[dict]) -> Generator[Any, Any, None]:
+        """Wait for the batches in flight that write one of the ids of ``docs``."""
+        while not self._stopping:
+            earlier = {id(op): op for op in (self._writing.get(doc.get("_id")) for doc in docs)
+                       if op is not None}
+            if not earlier:
+                return
+            yield list(earlier.values())
 
     def _without_existing(self, batch: List[dict]) -> Generator[Any, Any, List[dict]]:
         ids = [doc["_id"] for doc in batch if doc.get("_id") is not None]
