@@ -69,12 +69,18 @@ demo: $(VENV) $(TEST_SERVER)
 	    '$(VENV)/bin/python examples/demo.py && $(VENV)/bin/python examples/leaderboard.py --style all'
 
 # Install the benchmark peers, run the default set on the canned server, then
-# W1 against the pinned pouchdb-server with fewer requests (BENCH_ARGS: more options).
+# W1 against the pinned pouchdb-server with fewer requests, then (when
+# $(COUCHDB_DIST) exists) W1 and W2 against a real Apache CouchDB 3.4.3 that the
+# harness starts and stops (BENCH_ARGS: more options).
 BENCH_ARGS ?=
 bench: $(VENV) $(SERVER)/node_modules
 	$(VENV)/bin/python -m pip install $(PIP_OPTS) -e '.[bench]'
 	$(VENV)/bin/python -m benchmarks --target canned $(BENCH_ARGS)
 	$(VENV)/bin/python -m benchmarks --target pouchdb --workloads W1 --requests 2000 $(BENCH_ARGS)
+	@if [ -f $(COUCHDB_DIST)/start ]; then \
+	    echo '$(VENV)/bin/python -m benchmarks --target couchdb --workloads W1,W2 --requests 2000 $(BENCH_ARGS)'; \
+	    COUCHDB_DIST=$(COUCHDB_DIST) $(VENV)/bin/python -m benchmarks --target couchdb --workloads W1,W2 --requests 2000 $(BENCH_ARGS); \
+	else echo "bench: no Apache CouchDB in $(COUCHDB_DIST): the couchdb target is skipped"; fi
 
 # The suite on CPython 3.9 from pyenv, where the reactor backend is pyuv.
 # Newest pyenv CPython 3.9 (empty if none; the recipe then says so).
@@ -88,10 +94,12 @@ $(VENV39)/.installed: $(PKG_DEPS)
 	$(VENV39)/bin/python -m pip install $(PIP_OPTS) -e '.[dev]'
 	touch $@
 
-# Static checks: ruff on everything, mypy on the two packages.
+# Static checks: ruff on everything, mypy on the two packages, and the declared
+# types of each calling style (tests/typecheck, asserted with assert_type).
 lint: $(VENV)
 	$(VENV)/bin/ruff check corduroy loop tests benchmarks examples
 	$(VENV)/bin/mypy corduroy loop
+	$(VENV)/bin/mypy --follow-imports=silent tests/typecheck
 
 # The API reference: Sphinx (the `docs` extra) into the venv, autodoc from the
 # docstrings plus docs/guide and the README; any warning fails the build.

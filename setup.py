@@ -51,6 +51,8 @@ setup(
             "aiohttp",
             "trustme",
             "mypy",
+            # tests/typecheck: assert_type (in typing itself only from Python 3.11).
+            "typing_extensions",
             "ruff",
             "gevent",
             # tests/test_packaging.py builds the sdist and the wheel without build isolation.

@@ -11,7 +11,8 @@ seconds, and that reconnects by itself (exponential backoff with jitter) from
 the last change it delivered when the connection drops, the server restarts
 or the stream ends.  ``db.follow()`` is the same resilient feed as an
 iterator: ``async for``, ``yield feed.next()`` in ``@relax`` code, or a
-blocking ``for``.
+blocking ``for``.  ``feed="eventsource"`` (CouchDB's Server-Sent Events form of
+the continuous feed) works the same way and gives the same change dicts.
 
 Example::
 
@@ -34,8 +35,9 @@ from __future__ import annotations
 
 import logging
 import random
-from collections import deque
+from collections import OrderedDict, deque
 from typing import (
+    TYPE_CHECKING,
     Any,
     AsyncIterator,
     Callable,
@@ -43,9 +45,11 @@ from typing import (
     Dict,
     Iterator,
     List,
+    Literal,
     Optional,
     Set,
     Tuple,
+    overload,
 )
 
 from loop import Operation, Status, get_reactor
@@ -56,8 +60,12 @@ from . import codec
 from .contract import io_methods
 from .exceptions import BadResponse, HTTPError
 from .http import CouchOperation, finish
+from .results import DataCallback
 
-__all__ = ["ChangesMixin", "ChangesFeed", "DbUpdatesFeed", "Listener"]
+if TYPE_CHECKING:  # pragma: no cover
+    from .document import Document
+
+__all__ = ["ChangesMixin", "ChangesFeed", "DbUpdatesFeed", "Listener", "NotAnEventStream"]
 
 log = logging.getLogger("corduroy")
 
@@ -65,7 +73,9 @@ Callback = Optional[Callable[[Any, Status], Any]]
 #: A continuous feed's listener: ``listener(last_seq, changes)``.
 Listener = Callable[[Any, List[Any]], Any]
 
-FEEDS = ("normal", "longpoll", "continuous")
+FEEDS = ("normal", "longpoll", "continuous", "eventsource")
+#: The feeds that stream: a :class:`ChangesFeed` reads them.
+LIVE_FEEDS = ("continuous", "eventsource")
 STYLES = ("main_only", "all_docs")
 #: CouchDB's own filters; any other is a design document's (``ddoc/name``).
 BUILTIN_FILTERS = frozenset({"_doc_ids", "_selector", "_view", "_design"})
@@ -85,6 +95,12 @@ PERMANENT_ERRORS = frozenset({400, 401, 403, 404, 405, 406, 415})
 #: At most this many changes are remembered to skip replays after a reconnect
 #: (only matters with ``seq_interval``, where most changes carry no seq).
 _WINDOW_MAX = 10000
+#: How many document revisions a feed remembers having delivered, to skip a
+#: change the server sends again after a reconnection that rewound (a
+#: cluster resumes a sequence on another node by replaying the shard ranges
+#: it cannot place; CouchDB's feed is at-least-once, corduroy's delivers a
+#: revision once).
+DELIVERED_MAX = 100000
 
 _UNSET: Any = object()
 
@@ -210,6 +226,86 @@ def _change_key(change: Dict[str, Any]) -> Tuple[Any, Any, Any]:
     return (seq, change.get("id"), rev)
 
 
+class NotAnEventStream(BadResponse):
+    """``feed="eventsource"`` was asked for and the server answered something else.
+
+    A server without Server-Sent Events for ``_changes`` (pouchdb-server
+    answers as for ``feed=normal``) gives this; the feed stops with it as its
+    ``error`` instead of reconnecting.  Use ``feed="continuous"`` there.
+    """
+
+
+#: How an event-stream line starts (``data: {...}``, ``id: ...``, ``event: heartbeat``, a ``:`` comment).
+_SSE_FIELDS = (b"data:", b"id:", b"event:", b"retry:", b":")
+
+
+class _EventStream:
+    """Turns the lines of a Server-Sent Events stream into the lines a continuous feed sends.
+
+    Each event's ``data`` (its lines joined) becomes one line; a heartbeat
+    (``event: heartbeat``), an event without data, or a ``:`` comment
+    becomes an empty line, as a continuous feed's heartbeat is.  ``id:``
+    repeats the change's ``seq`` (which the change itself carries, and which
+    the feed resumes from); ``retry:`` is ignored (the feed has its own backoff).
+    """
+
+    __slots__ = ("data", "event", "started", "url")
+
+    def __init__(self, url: str) -> None:
+        self.data: Optional[List[bytes]] = None
+        self.event = b""
+        self.started = False
+        self.url = url
+
+    def check_start(self, head: bytes) -> None:
+        """Raise NotAnEventStream if the body starting with ``head`` is not an event stream."""
+        head = head.lstrip()
+        if not head:
+            return
+        if head.startswith(_SSE_FIELDS):
+            self.started = True
+        elif not (len(head) < 6 and any(field.startswith(head) for field in _SSE_FIELDS)):
+            raise NotAnEventStream(
+                reason="the server does not support feed=eventsource for _changes: it answered %r... instead "
+                       "of a text/event-stream (use feed='continuous')" % head[:40],
+                method="GET", url=self.url)
+
+    def lines(self, raw: List[bytes]) -> List[bytes]:
+        """The continuous-feed lines for these complete event-stream lines."""
+        out = []
+        for line in raw:
+            if line[-1:] == b"\r":
+                line = line[:-1]
+            if not line:  # the blank line that ends an event
+                data = self.data
+                if data is not None or self.event:
+                    out.append(b"" if data is None or self.event == b"heartbeat" else b"\n".join(data))
+                self.data = None
+                self.event = b""
+                continue
+            field, _, value = line.partition(b":")
+            if value[:1] == b" ":
+                value = value[1:]
+            if field == b"data":
+                if self.data is None:
+                    self.data = [value]
+                else:
+                    self.data.append(value)
+            elif field == b"event":
+                self.event = value
+            elif not field:
+                out.append(b"")  # a comment: the connection is alive
+        return out
+
+
+def _revision_mark(change: Dict[str, Any]) -> Optional[Tuple[Any, ...]]:
+    """``(id, rev, ...)`` for a document change: what identifies it when a rewound feed sends it again."""
+    revs = change.get("changes")
+    if revs and type(revs) is list:
+        return (change.get("id"),) + tuple(r.get("rev") if isinstance(r, dict) else r for r in revs)
+    return None
+
+
 class _Cursor:
     """Where a feed stands: the seq to resume from, and the changes seen at or after it.
 
@@ -247,6 +343,12 @@ class ChangesFeed:
 
     Made by ``db.changes(feed="continuous", callback=listener)`` (already
     listening) or ``db.follow()`` (an iterator, listening from its first use).
+    With ``feed="eventsource"`` it reads CouchDB's Server-Sent Events form of
+    the feed instead (``data:`` lines carrying the same change dicts, ``id:``
+    their seq, ``event: heartbeat``), with the same reconnection and resume
+    (from the last change's seq, which is also the last event id); a server
+    that answers with something else than an event stream stops the feed
+    with :class:`NotAnEventStream`.
 
     Attributes:
 
@@ -296,13 +398,15 @@ class ChangesFeed:
             raise ValueError("latency is in seconds (a number >= 0), got %s" % describe(latency))
         if limit is not None and (not isinstance(limit, int) or isinstance(limit, bool) or limit < 1):
             raise ValueError("limit must be an int >= 1, got %s" % describe(limit))
-        options.pop("feed", None)
+        feed = options.pop("feed", None) or "continuous"
+        if feed not in LIVE_FEEDS:
+            raise ValueError("a live feed is one of %s, got %s" % (", ".join(LIVE_FEEDS), describe(feed)))
         if heartbeat is _UNSET:
             heartbeat = DEFAULT_HEARTBEAT
         options["heartbeat"] = heartbeat
         method, params, body = _changes_request(options)
         params.pop("limit", None)
-        params["feed"] = "continuous"
+        params["feed"] = feed
         self.db = db
         self.callback = callback
         self.latency = float(latency)
@@ -324,7 +428,10 @@ class ChangesFeed:
         self._cursor = _Cursor(self.last_seq)  # what has been received
         self._delivered = _Cursor(self.last_seq)  # what has been handed to the user
         self._replay: Set[Tuple[Any, Any, Any]] = set()
+        self._seen_revs: "OrderedDict[Tuple[Any, ...], None]" = OrderedDict()
         self._partial = b""
+        #: The event-stream parser of the current connection (feed="eventsource"), else None.
+        self._events: Optional[_EventStream] = None
         self._got_data = False
         self._failures = 0
         self._last_data = 0.0
@@ -372,10 +479,20 @@ class ChangesFeed:
         if self._flush_timer is not None:
             self._flush_timer.cancel()
             self._flush_timer = None
+        for item in self._pending:  # dropped, not delivered: they may come again
+            mark = _revision_mark(item[3])
+            if mark is not None:
+                self._seen_revs.pop(mark, None)
         self._pending.clear()
         self._cursor = self._delivered.copy()
         if self._waiters and self._reactor is not None:
             self._schedule_serve()
+
+    @overload
+    def next(self, callback: None = None) -> Optional[Document]: ...
+
+    @overload
+    def next(self, callback: DataCallback[Optional[Document]]) -> Operation[Optional[Document]]: ...
 
     def next(self, callback: Callback = None) -> Any:
         """The next change (a dict); None once the feed has stopped; raises the error that stopped it.
@@ -385,6 +502,12 @@ class ChangesFeed:
         running) it blocks.
         """
         return self._next(False, callback)
+
+    @overload
+    def next_batch(self, callback: None = None) -> Optional[List[Document]]: ...
+
+    @overload
+    def next_batch(self, callback: DataCallback[Optional[List[Document]]]) -> Operation[Optional[List[Document]]]: ...
 
     def next_batch(self, callback: Callback = None) -> Any:
         """Every change received so far (a non-empty list, waiting for one if need be); None once stopped."""
@@ -419,7 +542,8 @@ class ChangesFeed:
         return self
 
     async def __anext__(self) -> Any:
-        change = await self.next()
+        # In a running reactor next() returns an Operation (its declared type is the blocking one).
+        change = await self.next()  # type: ignore[misc]
         if change is None:
             raise StopAsyncIteration
         return change
@@ -461,6 +585,8 @@ class ChangesFeed:
         self._gen += 1
         gen = self._gen
         self._partial = b""
+        if self._params["feed"] == "eventsource":
+            self._events = _EventStream(self.db.url + self._PATH)
         self._got_data = False
         self._replay = set(self._cursor.window)
         since = self._cursor.since
@@ -512,8 +638,13 @@ class ChangesFeed:
             return False  # an abandoned transfer: abort it
         self._last_data = self._reactor.time()
         data = self._partial + chunk if self._partial else chunk
+        events = self._events
+        if events is not None and not events.started:
+            events.check_start(data)
         lines = data.split(b"\n")
         self._partial = lines.pop()
+        if events is not None:
+            lines = events.lines(lines)
         accepted = False
         for line in lines:
             line = line.strip()
@@ -548,6 +679,14 @@ class ChangesFeed:
         if key == self._cursor.last_key or key in self._replay:
             self._replay.discard(key)
             return False
+        mark = _revision_mark(change)
+        if mark is not None:
+            seen = self._seen_revs
+            if mark in seen:
+                return False
+            seen[mark] = None
+            if len(seen) > DELIVERED_MAX:
+                seen.popitem(last=False)
         seq = change.get("seq")
         self._cursor.advance(key, seq)
         self._pending.append((seq if seq is not None else self._cursor.since, key, seq, change))
@@ -572,7 +711,7 @@ class ChangesFeed:
         exc = status.exception
         if isinstance(exc, Cancelled):
             return
-        if isinstance(exc, HTTPError) and exc.code in PERMANENT_ERRORS:
+        if isinstance(exc, HTTPError) and exc.code in PERMANENT_ERRORS or isinstance(exc, NotAnEventStream):
             self._fail(exc)
             return
         self._reconnect_later("the server ended the stream" if exc is None else str(exc))
@@ -763,6 +902,20 @@ class DbUpdatesFeed(ChangesFeed):
 class ChangesMixin:
     """Database methods for the ``_changes`` feed."""
 
+    # The feed= literal decides the type: the answer once, or a live ChangesFeed.  (A catch-all
+    # overload for a feed= known only at run time would make every call with a lambda Any.)
+    @overload
+    def changes(self, callback: None = None, *, feed: Literal["normal", "longpoll"] = "normal",
+                **opts: Any) -> Document: ...
+
+    @overload
+    def changes(self, callback: DataCallback[Document], *, feed: Literal["normal", "longpoll"] = "normal",
+                **opts: Any) -> Operation[Document]: ...
+
+    @overload
+    def changes(self, callback: Optional[Listener] = None, *, feed: Literal["continuous", "eventsource"],
+                **opts: Any) -> ChangesFeed: ...
+
     def changes(self, callback: Any = None, **opts: Any) -> Any:
         """The database's changes: a list once (``normal``), the next ones (``longpoll``), or a live feed.
 
@@ -773,6 +926,8 @@ class ChangesMixin:
         calls ``listener(last_seq, changes)`` (options ``latency`` seconds,
         default 1, and ``on_error(exc)``); without a callback inside a running
         reactor it returns an iterator feed, as :meth:`follow` does.
+        ``feed="eventsource"`` is the same live feed read as Server-Sent Events
+        (CouchDB 2+; a server without them stops it with :class:`NotAnEventStream`).
 
         Options (CouchDB's): ``since`` (a seq, or ``"now"``), ``limit``,
         ``descending``, ``include_docs``, ``conflicts``, ``attachments``,
@@ -786,8 +941,8 @@ class ChangesMixin:
         feed = opts.pop("feed", None) or "normal"
         if feed not in FEEDS:
             raise ValueError("feed must be one of %s, got %s" % (", ".join(FEEDS), describe(feed)))
-        if feed == "continuous":
-            return self._continuous(callback, opts)
+        if feed in LIVE_FEEDS:
+            return self._continuous(callback, dict(opts, feed=feed))
         for name in ("latency", "on_error"):
             if name in opts:
                 raise TypeError("%s= applies to feed='continuous' only" % name)
@@ -804,8 +959,8 @@ class ChangesMixin:
         if callback is None:
             if not get_reactor().in_async_context():
                 raise TypeError(
-                    "feed='continuous' needs callback=listener(last_seq, changes), which it calls as "
-                    "changes arrive (run the reactor); to iterate over changes, use db.follow()"
+                    "feed=%r needs callback=listener(last_seq, changes), which it calls as "
+                    "changes arrive (run the reactor); to iterate over changes, use db.follow()" % opts["feed"]
                 )
             return ChangesFeed(self, None, **opts)
         return ChangesFeed(self, callback, **opts).listen()
@@ -818,7 +973,8 @@ class ChangesMixin:
         ``@relax`` code, None meaning the feed stopped; a blocking
         ``for change in db.follow()`` runs the reactor between changes.
         Options as for :meth:`changes` (``limit`` ends the feed after that many
-        changes); call ``stop()``, or use ``with`` / ``async with``, to close it.
+        changes; ``feed="eventsource"`` reads the Server-Sent Events form of the
+        feed); call ``stop()``, or use ``with`` / ``async with``, to close it.
         """
         for name in ("latency", "callback"):
             if name in opts:

@@ -7,15 +7,19 @@ merge function gives up (returns None).
 """
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Optional, overload
+
+from loop import Operation
 
 from .contract import io_methods
+from .results import DataCallback
 
 if TYPE_CHECKING:  # pragma: no cover
     from .database import Database
 
 __all__ = ["ConflictResolution", "MergeFunction", "take_server_rev"]
 
+#: ``merge(local_doc, server_doc)``: the document to write, or None to leave it pending.
 MergeFunction = Callable[[Any, Optional[dict]], Optional[dict]]
 
 #: How many fetch-merge-write rounds ``resolve`` makes before it leaves the rest pending.
@@ -39,6 +43,10 @@ class ConflictResolution:
     another reason (``{id: {"doc", "error", "reason"}}``); those are not
     retried.  ``resolve(merge)`` and ``overwrite()`` work the pending ones.
     """
+
+    if TYPE_CHECKING:  # pragma: no cover
+        def __await__(self) -> Generator[Any, None, ConflictResolution]:
+            """For type checkers only (nothing at run time): see :mod:`corduroy.results`."""
 
     def __init__(self, db: "Database", resolved: Optional[Dict[str, Any]] = None,
                  pending: Optional[Dict[str, Any]] = None, errors: Optional[Dict[str, Any]] = None,
@@ -69,6 +77,13 @@ class ConflictResolution:
         count = len(self.resolved)
         return "<Success: %d doc%s updated>" % (count, "" if count == 1 else "s")
 
+    @overload
+    def resolve(self, merge: MergeFunction, callback: None = None) -> ConflictResolution: ...
+
+    @overload
+    def resolve(self, merge: MergeFunction,
+                callback: DataCallback[ConflictResolution]) -> Operation[ConflictResolution]: ...
+
     def resolve(self, merge: MergeFunction, callback: Optional[Callable[[Any, Any], Any]] = None) -> Any:
         """Merge each pending doc with the server's copy and write the result, until none conflicts.
 
@@ -79,6 +94,12 @@ class ConflictResolution:
         if not callable(merge):
             raise TypeError("merge must be a function of (local_doc, server_doc)")
         return self.db._run(self._resolve(merge), callback)
+
+    @overload
+    def overwrite(self, callback: None = None) -> ConflictResolution: ...
+
+    @overload
+    def overwrite(self, callback: DataCallback[ConflictResolution]) -> Operation[ConflictResolution]: ...
 
     def overwrite(self, callback: Optional[Callable[[Any, Any], Any]] = None) -> Any:
         """Write the pending docs over the server's copies (taking the server's ``_rev``)."""

@@ -1,18 +1,23 @@
 """Couch: a CouchDB server, its databases and its server-wide endpoints."""
 from __future__ import annotations
 
-from typing import Any, Callable, Generator, Optional
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Mapping, Optional, Sequence, Union, overload
 
-from loop import Status, get_reactor, trampoline
+from loop import Operation, Status, get_reactor, trampoline
 
+from .cluster import Cluster, NodeMap
 from .contract import blocking, io_methods
 from .database import Database, http2_curl_options
 from .exceptions import NotFound, PreconditionFailed
 from .http import CouchOperation, Server, finish
 from .request_headers import Auth
+from .results import BoolResult, DataCallback, ListResult, StrResult
 from .server_api import ServerMixin
 from .session import SessionMixin
-from .urls import db_path, validate_db_name
+from .urls import db_path, split_credentials, validate_db_name
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .document import Document
 
 __all__ = ["Couch"]
 
@@ -31,7 +36,7 @@ class Couch(ServerMixin, SessionMixin):
     <Couch 'http://127.0.0.1:5984'>
     """
 
-    def __init__(self, url: Optional[str] = None, auth: Optional[Auth] = None,
+    def __init__(self, url: Union[None, str, Sequence[str]] = None, auth: Optional[Auth] = None,
                  full_commit: Optional[bool] = None, http2: bool = False, **server_options: Any) -> None:
         self.server = Server(url, auth=auth, full_commit=full_commit, **server_options)
         if http2:  # HTTP/2, multiplexed (see corduroy.database.http2_curl_options)
@@ -39,8 +44,59 @@ class Couch(ServerMixin, SessionMixin):
 
     @property
     def url(self) -> str:
-        """The server's URL (without credentials)."""
+        """The server's URL (without credentials; in a cluster, the first node's)."""
         return self.server.url
+
+    @property
+    def cluster(self) -> Optional[Cluster]:
+        """The :class:`~corduroy.cluster.Cluster` when this client talks to several nodes, else None."""
+        return self.server.cluster
+
+    @property
+    def nodes(self) -> List[Dict[str, Any]]:
+        """Each node's state: ``{url, name, up, in_flight, served, failures, last_error}`` (empty for one URL)."""
+        return self.server.cluster.states() if self.server.cluster is not None else []
+
+    @overload
+    def discover_nodes(self, node_url: NodeMap, routing: bool = True, callback: None = None) -> ListResult[str]: ...
+
+    @overload
+    def discover_nodes(self, node_url: NodeMap, routing: bool = True,
+                       callback: DataCallback[List[str]] = ...) -> Operation[List[str]]: ...
+
+    def discover_nodes(self, node_url: NodeMap, routing: bool = True, callback: Callback = None) -> Any:
+        """Add the other nodes of this server's cluster, found in ``GET /_membership``; returns their URLs.
+
+        ``node_url`` maps a node name (``couchdb@10.0.0.2``) to its URL:
+        a dict, or a function (returning None leaves a node out).  A name
+        with no URL raises ValueError (nothing is added).  Credentials
+        stay this client's.
+
+        >>> couch = Couch("http://admin:pw@127.0.0.1:15984")            # doctest: +SKIP
+        >>> couch.discover_nodes(lambda name: "http://127.0.0.1:%s" % name[7:12])  # doctest: +SKIP
+        ['http://127.0.0.1:15984', 'http://127.0.0.1:15985', 'http://127.0.0.1:15986']
+        """
+        if not (callable(node_url) or isinstance(node_url, Mapping)):
+            raise TypeError("node_url maps node names to URLs: a dict or a function, not %s"
+                            % type(node_url).__name__)
+        if not isinstance(routing, bool):
+            raise TypeError("routing must be True or False")
+        return self._run(self._discover(node_url, routing), callback)
+
+    def _discover(self, node_url: NodeMap, routing: bool) -> Generator[Any, Any, List[str]]:
+        membership = yield self.server.request("GET", "/_membership", plain=True)
+        names = membership.get("cluster_nodes") or membership.get("all_nodes") or []
+        urls = []
+        for name in names:
+            url = node_url.get(name) if isinstance(node_url, Mapping) else node_url(name)
+            if url is None and isinstance(node_url, Mapping):
+                raise ValueError("no URL for cluster node %r in node_url" % (name,))
+            if url is not None:
+                if not isinstance(url, str):
+                    raise TypeError("node_url gave %s for %r, not a URL string" % (type(url).__name__, name))
+                urls.append(split_credentials(url)[0])
+        cluster = self.server.add_nodes(urls, routing=routing)
+        return [node.url for node in cluster.nodes]
 
     def __repr__(self) -> str:
         return "<Couch %r>" % (self.server.url,)
@@ -53,6 +109,12 @@ class Couch(ServerMixin, SessionMixin):
         return Database(name, server=self.server)
 
     # -- databases ------------------------------------------------------
+    @overload
+    def create(self, name: str, callback: None = None, **options: Any) -> Database: ...
+
+    @overload
+    def create(self, name: str, callback: DataCallback[Database], **options: Any) -> Operation[Database]: ...
+
     def create(self, name: str, callback: Callback = None, **options: Any) -> Any:
         """Create database ``name``; returns its :class:`Database`.
 
@@ -61,12 +123,30 @@ class Couch(ServerMixin, SessionMixin):
         """
         path = db_path(name)
         db = self._database(name)
+        if self.server.cluster is not None:
+            self.server.cluster.forget(name)
         return finish(self.server.request("PUT", path, params=options or None,
                                           transform=lambda data, status: db), callback)
 
+    @overload
+    def delete(self, name: str, callback: None = None) -> Document: ...
+
+    @overload
+    def delete(self, name: str, callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def delete(self, name: str, callback: Callback = None) -> Any:
         """Delete database ``name``; raises NotFound if there is none."""
+        if self.server.cluster is not None:
+            self.server.cluster.forget(validate_db_name(name))
         return finish(self.server.request("DELETE", db_path(name)), callback)
+
+    @overload
+    def db(self, name: str, create_if_missing: bool = False, callback: None = None,
+           coalesce: bool = False) -> Database: ...
+
+    @overload
+    def db(self, name: str, create_if_missing: bool = False, callback: DataCallback[Database] = ...,
+           coalesce: bool = False) -> Operation[Database]: ...
 
     def db(self, name: str, create_if_missing: bool = False, callback: Callback = None,
            coalesce: bool = False) -> Any:
@@ -93,6 +173,12 @@ class Couch(ServerMixin, SessionMixin):
                 pass  # created meanwhile by someone else: fine
         return db
 
+    @overload
+    def contains(self, name: str, callback: None = None) -> BoolResult: ...
+
+    @overload
+    def contains(self, name: str, callback: DataCallback[bool]) -> Operation[bool]: ...
+
     def contains(self, name: str, callback: Callback = None) -> Any:
         """True if database ``name`` exists."""
         validate_db_name(name)
@@ -105,9 +191,21 @@ class Couch(ServerMixin, SessionMixin):
             raise RuntimeError("'name in couch' blocks; inside a reactor use `yield couch.contains(name)`")
         return bool(self.contains(name))
 
+    @overload
+    def all_dbs(self, callback: None = None, **options: Any) -> ListResult[str]: ...
+
+    @overload
+    def all_dbs(self, callback: DataCallback[List[str]], **options: Any) -> Operation[List[str]]: ...
+
     def all_dbs(self, callback: Callback = None, **options: Any) -> Any:
         """The names of all databases on the server."""
         return finish(self.server.request("GET", "/_all_dbs", params=options or None), callback)
+
+    @overload
+    def info(self, callback: None = None) -> Document: ...
+
+    @overload
+    def info(self, callback: DataCallback[Document]) -> Operation[Document]: ...
 
     def info(self, callback: Callback = None) -> Any:
         """The server's welcome document (``GET /``): ``{couchdb, version, vendor, features, ...}``.
@@ -117,10 +215,22 @@ class Couch(ServerMixin, SessionMixin):
         """
         return finish(self.server.request("GET", "/"), callback)
 
+    @overload
+    def version(self, callback: None = None) -> StrResult: ...
+
+    @overload
+    def version(self, callback: DataCallback[str]) -> Operation[str]: ...
+
     def version(self, callback: Callback = None) -> Any:
         """The server's version string."""
         return finish(self.server.request("GET", "/", transform=lambda data, status: data.get("version")),
                       callback)
+
+    @overload
+    def uuids(self, count: int = 1, callback: None = None) -> ListResult[str]: ...
+
+    @overload
+    def uuids(self, count: int = 1, callback: DataCallback[List[str]] = ...) -> Operation[List[str]]: ...
 
     def uuids(self, count: int = 1, callback: Callback = None) -> Any:
         """A list of ``count`` fresh server-generated uuids."""

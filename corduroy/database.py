@@ -10,7 +10,9 @@ from __future__ import annotations
 
 import re
 import weakref
-from typing import Any, Callable, Dict, Generator, Iterator, List, Optional, Tuple, Union
+from typing import (
+    TYPE_CHECKING, Any, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union, overload,
+)
 
 import pycurl
 
@@ -29,7 +31,9 @@ from .http import CouchOperation, Server, finish
 from .request_headers import Auth
 from .maintenance import MaintenanceMixin
 from .mango import MangoMixin
+from .multipart import streamed_attachments
 from .replication import ReplicationMixin
+from .results import BoolResult, DataCallback, ListResult
 from .urls import check_doc_id, doc_path, quote_segment, split_credentials, validate_db_name
 from .views import ViewsMixin
 
@@ -46,8 +50,9 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
     """A CouchDB database.
 
     ``Database("name")`` uses the default server (``corduroy.defaults.url``);
-    ``Database("http://host:5984/name")`` names the server too.  Creating the
-    object does no I/O.
+    ``Database("http://host:5984/name")`` names the server too, and a list
+    of such URLs (one database on the nodes of a cluster) makes a cluster
+    client (see :mod:`corduroy.cluster`).  Creating the object does no I/O.
 
     ``coalesce=True`` batches the single-document ``get(id)`` and
     ``save(doc)`` calls made in one reactor turn into one bulk request each
@@ -60,10 +65,17 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
     <Database 'underlings'>
     """
 
-    def __init__(self, name: str, auth: Optional[Auth] = None, server: Optional[Server] = None,
+    if TYPE_CHECKING:  # pragma: no cover
+        def __await__(self) -> Generator[Any, None, Database]:
+            """For type checkers only (nothing at run time): see :mod:`corduroy.results`."""
+
+    def __init__(self, name: Union[str, Sequence[str]], auth: Optional[Auth] = None, server: Optional[Server] = None,
                  coalesce: bool = False, http2: bool = False, **server_options: Any) -> None:
+        if isinstance(name, (list, tuple)) and name:  # the database's URL on each node of a cluster
+            name, server = _cluster_database(name, auth, server, server_options)
         if not isinstance(name, str):
-            raise TypeError("a database is named by a str, not %s" % type(name).__name__)
+            raise TypeError("a database is named by a str (or its URLs on the nodes of a cluster), not %s"
+                            % type(name).__name__)
         if "://" in name:
             from urllib.parse import unquote
 
@@ -118,6 +130,12 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         return coalescer
 
     # -- the database itself --------------------------------------------
+    @overload
+    def exists(self, callback: None = None) -> BoolResult: ...
+
+    @overload
+    def exists(self, callback: DataCallback[bool]) -> Operation[bool]: ...
+
     def exists(self, callback: Callback = None) -> Any:
         """True if the database exists on the server (a HEAD request)."""
         return self._run(self._exists(), callback)
@@ -129,6 +147,12 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
             return False
         return True
 
+    @overload
+    def info(self, ddoc: Optional[str] = None, callback: None = None) -> Document: ...
+
+    @overload
+    def info(self, ddoc: Optional[str] = None, callback: DataCallback[Document] = ...) -> Operation[Document]: ...
+
     def info(self, ddoc: Optional[str] = None, callback: Callback = None) -> Any:
         """The database's info (``GET /db``), or a design document's (``_design/ddoc/_info``)."""
         if ddoc is None:
@@ -136,7 +160,22 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         return finish(self._request("GET", "/" + _ddoc_path(ddoc) + "/_info"), callback)
 
     # -- reading documents ----------------------------------------------
-    def get(self, id_or_ids: Union[str, List[str]], callback: Callback = None, **options: Any) -> Any:
+    @overload
+    def get(self, id_or_ids: str, callback: None = None, **options: Any) -> Document: ...
+
+    @overload
+    def get(self, id_or_ids: Union[List[str], Tuple[str, ...]], callback: None = None,
+            **options: Any) -> ListResult[Optional[Document]]: ...
+
+    @overload
+    def get(self, id_or_ids: str, callback: DataCallback[Document], **options: Any) -> Operation[Document]: ...
+
+    @overload
+    def get(self, id_or_ids: Union[List[str], Tuple[str, ...]], callback: DataCallback[List[Optional[Document]]],
+            **options: Any) -> Operation[List[Optional[Document]]]: ...
+
+    def get(self, id_or_ids: Union[str, List[str], Tuple[str, ...]], callback: Callback = None,
+            **options: Any) -> Any:
         """The document with id ``id_or_ids``, or a list of documents for a list of ids.
 
         One id: a :class:`Document`, or raises NotFound.  A list: a list in the
@@ -168,6 +207,15 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
                              transform=_docs_from_rows)
 
     # -- writing documents ----------------------------------------------
+    @overload
+    def save(self, doc_or_docs: Union[dict, List[dict]], merge: Optional[MergeFunction] = None,
+             force: bool = False, callback: None = None, **options: Any) -> ConflictResolution: ...
+
+    @overload
+    def save(self, doc_or_docs: Union[dict, List[dict]], merge: Optional[MergeFunction] = None,
+             force: bool = False, callback: DataCallback[ConflictResolution] = ...,
+             **options: Any) -> Operation[ConflictResolution]: ...
+
     def save(self, doc_or_docs: Union[dict, List[dict]], merge: Optional[MergeFunction] = None,
              force: bool = False, callback: Callback = None, **options: Any) -> Any:
         """Create or update one document or a list of them; returns a :class:`ConflictResolution`.
@@ -188,6 +236,12 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         An ``_id`` starting with ``_`` other than ``_design/...`` or
         ``_local/...`` raises ValueError before anything is sent (and nothing
         of a list is written).
+
+        Attachment content in one document's ``_attachments`` (a file object,
+        bytes, or ``{"data": file_or_iterator, "content_type": ..., "length":
+        n}``) is sent with the document in one streamed multipart/related
+        request; the entries become stubs once saved (see
+        ``docs/guide/attachments-and-maintenance.rst``).
         """
         if force and merge is None:
             merge = take_server_rev
@@ -198,6 +252,8 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
             doc = doc_or_docs
             if "_id" in doc and doc["_id"] is not None:
                 check_doc_id(doc["_id"])
+            if streamed_attachments(doc):  # file objects, bytes or iterators in _attachments
+                return self._save_streamed(doc, merge, options, callback)
             body = codec.encode_document(doc)
             if merge is None and not options:
                 doc_id = doc.get("_id")
@@ -334,6 +390,12 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         return self.server.request("GET", "/_uuids", params={"count": max(count, UUID_BATCH)},
                                    transform=refill)
 
+    @overload
+    def delete(self, doc: Union[dict, str], callback: None = None) -> Document: ...
+
+    @overload
+    def delete(self, doc: Union[dict, str], callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def delete(self, doc: Union[dict, str], callback: Callback = None) -> Any:
         """Delete ``doc`` (it needs ``_id`` and the current ``_rev``), or the document with id ``doc``.
 
@@ -365,6 +427,12 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
         if not rev:  # no ETag: read the document for its _rev
             rev = (yield self._request("GET", path))["_rev"]
         return (yield self._request("DELETE", path, params={"rev": rev}))
+
+    @overload
+    def contains(self, doc_id: str, callback: None = None) -> BoolResult: ...
+
+    @overload
+    def contains(self, doc_id: str, callback: DataCallback[bool]) -> Operation[bool]: ...
 
     def contains(self, doc_id: str, callback: Callback = None) -> Any:
         """True if document ``doc_id`` exists (and is not deleted): one HEAD request."""
@@ -428,6 +496,28 @@ class Database(ViewsMixin, MangoMixin, ChangesMixin, AttachmentsMixin, Maintenan
 
     def __bool__(self) -> bool:
         return True  # a Database is true even when empty (``len()`` would make a request)
+
+
+def _cluster_database(urls: Sequence[Any], auth: Optional[Auth], server: Optional[Server],
+                      server_options: Dict[str, Any]) -> Tuple[str, Server]:
+    """The database name and the cluster Server of ``Database([url/db, url/db, ...])``."""
+    from urllib.parse import unquote
+
+    if server is not None:
+        raise ValueError("give either the database's URLs or server=, not both")
+    roots, names = [], set()
+    for url in urls:
+        if not isinstance(url, str) or "://" not in url:
+            raise ValueError("a database on several nodes is given as a list of URLs (http://node/db)")
+        base, inline = split_credentials(url)
+        root, _, last = base.rpartition("/")
+        if "://" not in root or not last:
+            raise ValueError("the URL names no database")
+        names.add(unquote(last))
+        roots.append(url[:url.rstrip("/").rfind("/")])  # keeps the credentials for Server to check
+    if len(names) != 1:
+        raise ValueError("the URLs name different databases (%d names)" % len(names))
+    return names.pop(), Server(roots, auth=auth, **server_options)
 
 
 def http2_curl_options(url: str, curl_options: Optional[Dict[int, Any]] = None) -> Dict[int, Any]:

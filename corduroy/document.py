@@ -1,7 +1,7 @@
 """Document: a dict with attribute access, as CouchDB documents come back."""
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any, Generator
 
 import simplejson
 
@@ -22,6 +22,10 @@ class Document(dict):
     """
 
     __slots__ = ()
+
+    if TYPE_CHECKING:  # pragma: no cover
+        def __await__(self) -> Generator[Any, None, Document]:
+            """For type checkers only (nothing at run time): see :mod:`corduroy.results`."""
 
     def __getattr__(self, name: str) -> Any:
         if name.startswith("__"):

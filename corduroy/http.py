@@ -21,12 +21,13 @@ import logging
 import math
 import time
 import zlib
-from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Tuple, Union
+from typing import Any, Callable, Dict, Iterator, List, Mapping, Optional, Sequence, Tuple, Union
 from urllib.parse import urljoin, urlsplit
 
 import pycurl
 
 from loop import Operation, Request, Status, get_reactor
+from loop.operation import T
 from loop.redact import describe, redact_url
 
 from . import codec
@@ -52,6 +53,7 @@ __all__ = ["Server", "finish", "timeouts", "DEFAULT_COMPRESS_MIN_SIZE",
 
 log = logging.getLogger("corduroy")
 
+#: The server a client talks to when given no URL.
 DEFAULT_URL = "http://127.0.0.1:5984"
 
 #: Seconds to establish a connection, unless a client or call says otherwise.
@@ -102,7 +104,7 @@ EXCERPT = 500
 Transform = Callable[[Any, Status], Any]
 
 
-class CouchOperation(Operation):
+class CouchOperation(Operation[T]):
     """An Operation whose callback exceptions are logged through the ``corduroy`` logger."""
 
     __slots__ = ()
@@ -305,12 +307,14 @@ class Resend:
     that are never sent again.
     """
 
-    __slots__ = ("on_done", "retries", "redirects")
+    __slots__ = ("on_done", "retries", "redirects", "moves")
 
     def __init__(self, on_done: Callable[[Request], Any]) -> None:
         self.on_done = on_done
         self.retries = 0
         self.redirects = 0
+        #: Times a cluster moved it to another node (see corduroy.cluster).
+        self.moves = 0
 
     def __call__(self, request: Request) -> None:
         self.on_done(request)
@@ -378,7 +382,14 @@ def _on_response_general(request: Request, op: Operation, transform: Optional[Tr
             # The consumer raised: that is the outcome, not the abort it caused.
             op.complete(None, Status(request.code, exception=gate.failure, header_lines=header_lines))
             return
+        upload = request.upload
+        if upload is not None and upload.failure is not None:
+            # The streamed body failed (bad chunk, wrong length, unreadable file): that is the outcome.
+            op.complete(None, Status(request.code, exception=upload.failure, header_lines=header_lines))
+            return
         exc: CouchError = transport_error(request)
+        if server.cluster is not None:
+            server.cluster.transport_failed(request, exc)
         # A stream whose body already reached its consumer cannot be sent again.
         if server.failure_hooks and not (gate is not None and gate.delivered) \
                 and server._on_failure(request, exc):
@@ -485,7 +496,9 @@ def _follow_redirect(server: "Server", request: Request) -> Optional[HTTPError]:
         why = "following redirects is off"
     elif request.method != "GET" and request.method != "HEAD":
         why = "only GET and HEAD requests follow redirects"
-    elif _origin(target) != _origin(server.url) or "@" in urlsplit(target).netloc:
+    elif ((_origin(target) != _origin(server.url)
+           and not (server.cluster is not None and server.cluster.same_origin(target)))
+          or "@" in urlsplit(target).netloc):
         why = "it leads to another server, and credentials only go to their own server"
     else:
         state = resend_state(request)
@@ -600,11 +613,26 @@ class Server:
         libcurl decodes them, streamed bodies included).  On by default;
         CouchDB itself compresses only attachments, a proxy in front may
         compress everything.
+
+    A cluster (see :mod:`corduroy.cluster`):
+
+    ``url`` as a list of several URLs
+        The nodes of one CouchDB cluster: requests spread over the nodes
+        that are up, fail over to another node when that is safe, and a
+        node that fails is probed until it answers again.  Credentials in
+        the URLs, if any, must be the same for every node.  ``url`` (the
+        attribute) is the first node's.  :attr:`cluster` is the
+        :class:`~corduroy.cluster.Cluster` (None for one URL).
+    ``routing``
+        Send single-document requests to a node that holds a copy of the
+        document (default True; only with several URLs).
+    ``probe_interval``
+        Seconds between health probes (``GET /_up``) of a node that is down.
     """
 
     def __init__(
         self,
-        url: Optional[str] = None,
+        url: Union[None, str, Sequence[str]] = None,
         auth: Optional[Auth] = None,
         timeout: Optional[float] = None,
         connect_timeout: Optional[float] = DEFAULT_CONNECT_TIMEOUT,
@@ -623,12 +651,22 @@ class Server:
         jwt: Optional[str] = None,
         compress_requests: Union[bool, int] = False,
         accept_compressed: bool = True,
+        routing: bool = True,
+        probe_interval: float = 1.0,
     ) -> None:
         from . import defaults
+        from .cluster import Cluster, cluster_urls
         from .retry import RetryPolicy
         from .tls import tls_options
 
-        base, inline = split_credentials(url or defaults.url)
+        nodes = cluster_urls(url)
+        first: Optional[str] = url[0] if isinstance(url, (list, tuple)) else url  # type: ignore[assignment]
+        base, inline = split_credentials(first or defaults.url)
+        for other in nodes or ():
+            _, more = split_credentials(other)
+            if more is not None and inline is not None and more != inline:
+                raise ValueError("the node URLs carry different credentials; give them once, as auth=(user, password)")
+            inline = inline or more
         self.url = base
         credentials = auth if auth is not None else inline
         self._proxy_auth: Optional[ProxyAuth] = None
@@ -683,6 +721,14 @@ class Server:
         #: The retry policy handles no 401, so a cookie session (which
         #: handles only 401) renews first wherever it stands in the list.
         self.failure_hooks: List[Any] = []
+        #: The nodes of a cluster (``url`` a list of several URLs), else None.
+        self.cluster: Optional[Cluster] = None
+        if nodes is not None:
+            if not isinstance(routing, bool):
+                raise TypeError("routing must be True or False, got %s" % describe(routing))
+            interval = _seconds(probe_interval, "probe_interval")
+            self.cluster = Cluster(self, nodes, routing=routing, probe_interval=interval or 1.0)
+            self.failure_hooks.append(self.cluster)  # first: another node now beats a retry later
         if self.retry_policy is not None:
             self.failure_hooks.append(self.retry_policy)
 
@@ -771,10 +817,25 @@ class Server:
                         and request.headers and "Cookie: %s" % self._cookie in request.headers):
                     self.set_cookie(value)
 
+    def add_nodes(self, urls: Sequence[str], routing: bool = True) -> Any:
+        """Treat this server as one node of a cluster and add ``urls`` as its other nodes; returns the Cluster.
+
+        Credentials in the URLs are ignored: every node gets this server's.
+        """
+        from .cluster import Cluster
+
+        if self.cluster is None:
+            self.cluster = Cluster(self, [self.url], routing=routing)
+            self.failure_hooks.insert(0, self.cluster)
+        for url in urls:
+            self.cluster.add(url)
+        return self.cluster
+
     def __repr__(self) -> str:
+        nodes = " (+%d nodes)" % (len(self.cluster.nodes) - 1) if self.cluster is not None else ""
         if not self.verify:
-            return "<Server %r verify=False>" % (self.url,)
-        return "<Server %r>" % (self.url,)
+            return "<Server %r%s verify=False>" % (self.url, nodes)
+        return "<Server %r%s>" % (self.url, nodes)
 
     # -- requests -------------------------------------------------------
     def request(
@@ -792,6 +853,8 @@ class Server:
         on_chunk: Optional[Callable[[bytes], Any]] = None,
         idle_timeout: Optional[float] = None,
         plain: bool = False,
+        node: Any = None,
+        upload: Any = None,
     ) -> Operation:
         """Send a request; return its Operation (never blocks).
 
@@ -805,6 +868,12 @@ class Server:
         ``timeout`` and ``idle_timeout`` override the Server's (0: no limit).
         ``plain=True`` decodes a JSON answer into plain dicts instead of
         :class:`Document` (cheaper, for answers the caller only reads).
+        ``node``: in a cluster, the :class:`~corduroy.cluster.Node` to send
+        the request to (default: the cluster chooses).
+        ``upload`` streams the body instead of ``body`` (see
+        :class:`loop.curl.Request`; e.g. a
+        :class:`~corduroy.attachment_streams.UploadSource`); if it fails
+        (its ``failure`` set), that is the Operation's exception.
         """
         if json is not None:
             body = codec.encode(json, what)
@@ -829,7 +898,13 @@ class Server:
                 connect = block.connect_timeout
             if idle_timeout is None and block.idle_timeout is not UNSET:
                 idle_timeout = block.idle_timeout or 0
-        url = self.url + path + encode_query(params) if params else self.url + path
+        cluster = self.cluster
+        if cluster is None:
+            url = self.url + path + encode_query(params) if params else self.url + path
+        else:
+            if node is None:
+                node = cluster.pick(path)
+            url = node.url + path + encode_query(params) if params else node.url + path
         reactor = get_reactor()
         op = CouchOperation(reactor)
         t = self.timeout if timeout is None else timeout
@@ -848,9 +923,12 @@ class Server:
             options=options,
             context=(op, transform, raw, self, deadline, plain),
             max_body=self.max_response_size if on_chunk is None else None,
+            upload=upload,
         )
         if gate is not None:
             gate.request = req
+        if cluster is not None:
+            cluster.bind(req, node)
         op._cancel = req  # calling a submitted Request cancels it
         op.origin = (method, url)
         if log.isEnabledFor(logging.DEBUG):
@@ -886,6 +964,15 @@ class Server:
         op = request.context[0]
         if op.done():  # cancelled while waiting
             return
+        cluster = self.cluster
+        if cluster is not None:
+            node = cluster.node_of_url(request.url)
+            if node is None or not node.up:  # gone down meanwhile: another node, if one is up
+                target = cluster.pick(request.url[len(node.url):].split("?", 1)[0] if node else "", exclude=node)
+                if target.up or node is None:
+                    cluster.move(request, target)
+                    node = target
+            cluster.bind(request, node)
         try:
             op.reactor.curl.submit(request)
         except RuntimeError as exc:  # the reactor's curl driver was closed meanwhile

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import logging
 import re
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Mapping, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Mapping, Optional, Tuple, Union, overload
 
 from loop import Status
 from loop.redact import describe
@@ -20,6 +20,7 @@ from .exceptions import NotFound
 from .http import finish
 from .mango import FindPager, _find_result
 from .mango import _query as mango_query
+from .results import DataCallback, DictResult, IntResult, ListResult
 from .urls import check_doc_id, doc_path, quote_segment
 from .views import ALL_DOCS_OPTIONS, VIEW_OPTIONS, Pager
 
@@ -27,6 +28,8 @@ if TYPE_CHECKING:  # pragma: no cover
     from loop import Operation
 
     from .http import Server
+    from .mango import FindResult
+    from .views import View
 
 __all__ = ["MaintenanceMixin", "copy_destination"]
 
@@ -235,9 +238,21 @@ class MaintenanceMixin:
                           callback: Callback, on_row: Any) -> Any: ...
 
     # -- maintenance ------------------------------------------------------
+    @overload
+    def cleanup(self, callback: None = None) -> Document: ...
+
+    @overload
+    def cleanup(self, callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def cleanup(self, callback: Callback = None) -> Any:
         """Remove index files no design document uses any more (``_view_cleanup``); returns ``{ok: True}``."""
         return finish(self._request("POST", "/_view_cleanup", json={}), callback)
+
+    @overload
+    def commit(self, callback: None = None) -> Document: ...
+
+    @overload
+    def commit(self, callback: DataCallback[Document]) -> Operation[Document]: ...
 
     def commit(self, callback: Callback = None) -> Any:
         """Ask the server to commit recent changes to disk (``_ensure_full_commit``); returns ``{ok: True, ...}``.
@@ -245,6 +260,12 @@ class MaintenanceMixin:
         CouchDB 3 always commits at once and answers it for compatibility.
         """
         return finish(self._request("POST", "/_ensure_full_commit", json={}), callback)
+
+    @overload
+    def compact(self, ddoc: Optional[str] = None, callback: None = None) -> Document: ...
+
+    @overload
+    def compact(self, ddoc: Optional[str] = None, callback: DataCallback[Document] = ...) -> Operation[Document]: ...
 
     def compact(self, ddoc: Optional[str] = None, callback: Callback = None) -> Any:
         """Start compacting the database, or the view indexes of design document ``ddoc``; returns ``{ok: True}``.
@@ -254,6 +275,12 @@ class MaintenanceMixin:
         """
         path = "/_compact" if ddoc is None else "/_compact/" + quote_segment(_ddoc_name(ddoc))
         return finish(self._request("POST", path, json={}), callback)
+
+    @overload
+    def security(self, value: Optional[dict] = None, callback: None = None) -> Document: ...
+
+    @overload
+    def security(self, value: Optional[dict] = None, callback: DataCallback[Document] = ...) -> Operation[Document]: ...
 
     def security(self, value: Optional[dict] = None, callback: Callback = None) -> Any:
         """The database's security object; with ``value``, replace it and return the new one.
@@ -269,6 +296,13 @@ class MaintenanceMixin:
                                     transform=lambda data, status: written), callback)
 
     # -- settings and layout ----------------------------------------------
+    @overload
+    def revs_limit(self, value: Optional[int] = None, callback: None = None) -> Union[IntResult, Document]: ...
+
+    @overload
+    def revs_limit(self, value: Optional[int] = None, callback: DataCallback[Union[int,
+                   Document]] = ...) -> Operation[Union[int, Document]]: ...
+
     def revs_limit(self, value: Optional[int] = None, callback: Callback = None) -> Any:
         """How many revisions of each document the database remembers (``_revs_limit``, default 1000).
 
@@ -278,6 +312,13 @@ class MaintenanceMixin:
         {'ok': True}
         """
         return finish(self._setting("/_revs_limit", value), callback)
+
+    @overload
+    def purged_infos_limit(self, value: Optional[int] = None, callback: None = None) -> Union[IntResult, Document]: ...
+
+    @overload
+    def purged_infos_limit(self, value: Optional[int] = None, callback: DataCallback[Union[int,
+                           Document]] = ...) -> Operation[Union[int, Document]]: ...
 
     def purged_infos_limit(self, value: Optional[int] = None, callback: Callback = None) -> Any:
         """How many purges the database remembers (``_purged_infos_limit``, CouchDB 2.3+, default 1000).
@@ -295,6 +336,12 @@ class MaintenanceMixin:
             raise ValueError("%s is a positive int, got %d" % (path[1:], value))
         return self._request("PUT", path, json=value)
 
+    @overload
+    def shards(self, doc_id: Optional[str] = None, callback: None = None) -> Document: ...
+
+    @overload
+    def shards(self, doc_id: Optional[str] = None, callback: DataCallback[Document] = ...) -> Operation[Document]: ...
+
     def shards(self, doc_id: Optional[str] = None, callback: Callback = None) -> Any:
         """Where the database's shards live (``_shards``, CouchDB 2+): ``{shards: {range: [nodes]}}``.
 
@@ -311,6 +358,13 @@ class MaintenanceMixin:
         return finish(self._request("GET", "/_shards/" + quote_segment(doc_id)), callback)
 
     # -- COPY -------------------------------------------------------------
+    @overload
+    def copy(self, source: Union[str, dict], dest: Union[str, dict], callback: None = None) -> Document: ...
+
+    @overload
+    def copy(self, source: Union[str, dict], dest: Union[str, dict],
+             callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def copy(self, source: Union[str, dict], dest: Union[str, dict], callback: Callback = None) -> Any:
         """Copy document ``source`` to ``dest``; returns ``{id, rev}`` of the destination.
 
@@ -353,6 +407,12 @@ class MaintenanceMixin:
         return result
 
     # -- revisions and conflicts ------------------------------------------
+    @overload
+    def revisions(self, id: str, callback: None = None, **options: Any) -> ListResult[str]: ...
+
+    @overload
+    def revisions(self, id: str, callback: DataCallback[List[str]], **options: Any) -> Operation[List[str]]: ...
+
     def revisions(self, id: str, callback: Callback = None, **options: Any) -> Any:
         """The available revisions (``_rev`` strings) of document ``id``, newest first.
 
@@ -369,12 +429,25 @@ class MaintenanceMixin:
 
         return finish(self._request("GET", "/" + doc_path(id), params=params, transform=available), callback)
 
+    @overload
+    def conflicts(self, id: str, callback: None = None) -> ListResult[str]: ...
+
+    @overload
+    def conflicts(self, id: str, callback: DataCallback[List[str]]) -> Operation[List[str]]: ...
+
     def conflicts(self, id: str, callback: Callback = None) -> Any:
         """The conflicting revisions of document ``id`` (the losing leaves), empty when it has none."""
         if not isinstance(id, str) or not id:
             raise TypeError("document ids are non-empty strings, got %s" % describe(id))
         return finish(self._request("GET", "/" + doc_path(id), params={"conflicts": True},
                                     transform=lambda data, status: list(data.get("_conflicts", []))), callback)
+
+    @overload
+    def resolve_conflicts(self, id: str, choose: Optional[Chooser] = None, callback: None = None) -> Document: ...
+
+    @overload
+    def resolve_conflicts(self, id: str, choose: Optional[Chooser] = None,
+                          callback: DataCallback[Document] = ...) -> Operation[Document]: ...
 
     def resolve_conflicts(self, id: str, choose: Optional[Chooser] = None, callback: Callback = None) -> Any:
         """Resolve document ``id``'s conflicts: keep one leaf revision and delete the others.
@@ -438,6 +511,13 @@ class MaintenanceMixin:
         return summary
 
     # -- purge and replication helpers ------------------------------------
+    @overload
+    def purge(self, docs: Union[List[dict], Dict[str, List[str]]], callback: None = None) -> Document: ...
+
+    @overload
+    def purge(self, docs: Union[List[dict], Dict[str, List[str]]],
+              callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def purge(self, docs: Union[List[dict], Dict[str, List[str]]], callback: Callback = None) -> Any:
         """Remove revisions completely, leaving no tombstone (``_purge``); returns ``{purge_seq, purged}``.
 
@@ -447,16 +527,38 @@ class MaintenanceMixin:
         body = _purge_map(docs)
         return finish(self._request("POST", "/_purge", json=body, what="purge request"), callback)
 
+    @overload
+    def revs_diff(self, revs: Dict[str, List[str]], callback: None = None) -> Document: ...
+
+    @overload
+    def revs_diff(self, revs: Dict[str, List[str]], callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def revs_diff(self, revs: Dict[str, List[str]], callback: Callback = None) -> Any:
         """Which of ``revs`` (``{id: [rev, ...]}``) the database lacks: ``{id: {missing: [...], ...}}``."""
         body = _revs_map(revs, "revs_diff")
         return finish(self._request("POST", "/_revs_diff", json=body, what="revisions"), callback)
+
+    @overload
+    def missing_revs(self, revs: Dict[str, List[str]], callback: None = None) -> DictResult: ...
+
+    @overload
+    def missing_revs(self, revs: Dict[str, List[str]], callback: DataCallback[Dict[str, Any]]) -> Operation[Dict[str,
+                     Any]]: ...
 
     def missing_revs(self, revs: Dict[str, List[str]], callback: Callback = None) -> Any:
         """Which of ``revs`` (``{id: [rev, ...]}``) the database lacks: ``{id: [rev, ...]}``."""
         body = _revs_map(revs, "missing_revs")
         return finish(self._request("POST", "/_missing_revs", json=body, what="revisions",
                                     transform=lambda data, status: data.get("missing_revs", {})), callback)
+
+    @overload
+    def bulk_get(self, docs: List[Union[str, dict]], revs: Optional[bool] = None, callback: None = None,
+                 **options: Any) -> ListResult[Document]: ...
+
+    @overload
+    def bulk_get(self, docs: List[Union[str, dict]], revs: Optional[bool] = None,
+                 callback: DataCallback[List[Document]] = ...,
+                 **options: Any) -> Operation[List[Document]]: ...
 
     def bulk_get(self, docs: List[Union[str, dict]], revs: Optional[bool] = None, callback: Callback = None,
                  **options: Any) -> Any:
@@ -477,6 +579,12 @@ class MaintenanceMixin:
                                     transform=_bulk_get_results), callback)
 
     # -- local documents ----------------------------------------------------
+    @overload
+    def get_local(self, id: str, callback: None = None) -> Document: ...
+
+    @overload
+    def get_local(self, id: str, callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def get_local(self, id: str, callback: Callback = None) -> Any:
         """The ``_local`` document ``id`` (with or without the ``_local/`` prefix); raises NotFound.
 
@@ -485,6 +593,12 @@ class MaintenanceMixin:
         work as well.
         """
         return finish(self._request("GET", "/" + doc_path(_local_id(id))), callback)
+
+    @overload
+    def save_local(self, doc: dict, callback: None = None) -> Document: ...
+
+    @overload
+    def save_local(self, doc: dict, callback: DataCallback[Document]) -> Operation[Document]: ...
 
     def save_local(self, doc: dict, callback: Callback = None) -> Any:
         """Create or update a ``_local`` document; returns ``{ok, id, rev}``.
@@ -513,6 +627,12 @@ class MaintenanceMixin:
         return finish(self._request("PUT", "/" + doc_path(full_id), json=body, what="document %s" % describe(full_id),
                                     transform=applied), callback)
 
+    @overload
+    def delete_local(self, doc: Union[str, dict], callback: None = None) -> Document: ...
+
+    @overload
+    def delete_local(self, doc: Union[str, dict], callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def delete_local(self, doc: Union[str, dict], callback: Callback = None) -> Any:
         """Delete a ``_local`` document (a dict with ``_id`` and ``_rev``, or an id); returns ``{ok, id, rev}``."""
         doc_id, rev = _id_and_rev(doc, "delete_local")
@@ -520,19 +640,48 @@ class MaintenanceMixin:
         return finish(self._request("DELETE", "/" + doc_path(_local_id(doc_id)), params=params), callback)
 
     # -- partitions ---------------------------------------------------------
+    @overload
+    def partition_info(self, partition: str, callback: None = None) -> Document: ...
+
+    @overload
+    def partition_info(self, partition: str, callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def partition_info(self, partition: str, callback: Callback = None) -> Any:
         """Information about one partition of a partitioned database (doc counts, sizes)."""
         return finish(self._request("GET", _partition_path(partition)), callback)
+
+    @overload
+    def partition_all_docs(self, partition: str, callback: None = None, **options: Any) -> View: ...
+
+    @overload
+    def partition_all_docs(self, partition: str, callback: DataCallback[View], **options: Any) -> Operation[View]: ...
 
     def partition_all_docs(self, partition: str, callback: Callback = None, **options: Any) -> Any:
         """``_all_docs`` of one partition: a :class:`~corduroy.views.View`, as :meth:`all_docs` returns."""
         path = _partition_path(partition) + "/_all_docs"
         return self._rows_request("_all_docs", path, options, ALL_DOCS_OPTIONS, callback, None)
 
+    @overload
+    def partition_view(self, partition: str, name: str, callback: None = None, **options: Any) -> View: ...
+
+    @overload
+    def partition_view(self, partition: str, name: str, callback: DataCallback[View],
+                       **options: Any) -> Operation[View]: ...
+
     def partition_view(self, partition: str, name: str, callback: Callback = None, **options: Any) -> Any:
         """Query view ``name`` (``"ddoc/view"``) in one partition: a :class:`~corduroy.views.View`, as :meth:`view`."""
         path = _partition_path(partition) + "/" + _view_path(name)
         return self._rows_request(name, path, options, VIEW_OPTIONS, callback, None)
+
+    @overload
+    def partition_find(self, partition: str, selector: dict, fields: Optional[List[str]] = None,
+                       sort: Optional[List[Any]] = None, limit: Optional[int] = None, skip: Optional[int] = None,
+                       callback: None = None, **options: Any) -> FindResult: ...
+
+    @overload
+    def partition_find(self, partition: str, selector: dict, fields: Optional[List[str]] = None,
+                       sort: Optional[List[Any]] = None, limit: Optional[int] = None, skip: Optional[int] = None,
+                       callback: DataCallback[FindResult] = ..., **options: Any) -> Operation[FindResult]: ...
 
     def partition_find(self, partition: str, selector: dict, fields: Optional[List[str]] = None,
                        sort: Optional[List[Any]] = None, limit: Optional[int] = None, skip: Optional[int] = None,

@@ -18,15 +18,22 @@ Example::
 """
 from __future__ import annotations
 
-from typing import Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union
+from typing import (
+    TYPE_CHECKING, Any, AsyncIterator, Callable, Dict, Generator, Iterator, List, Optional, Sequence, Tuple, Union,
+    overload,
+)
 
 from loop import Operation, Status, get_reactor, trampoline
 from loop.redact import describe, type_name
 
 from .contract import io_methods
 from .http import CouchOperation, finish
+from .results import DataCallback, ListResult
 from .streaming import stream_rows
 from .urls import quote_segment
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .document import Document
 
 __all__ = ["MangoMixin", "FindResult", "FindPager"]
 
@@ -54,6 +61,10 @@ class FindResult:
     """
 
     __slots__ = ("docs", "bookmark", "warning", "execution_stats")
+
+    if TYPE_CHECKING:  # pragma: no cover
+        def __await__(self) -> Generator[Any, None, FindResult]:
+            """For type checkers only (nothing at run time): see :mod:`corduroy.results`."""
 
     def __init__(self, docs: Optional[List[Any]] = None, bookmark: Optional[str] = None,
                  warning: Optional[str] = None, execution_stats: Optional[Dict[str, Any]] = None) -> None:
@@ -201,6 +212,46 @@ class MangoMixin:
     _request: Callable[..., Operation]
     _run: Callable[..., Any]
 
+    @overload
+    def find(
+        self,
+        selector: Selector,
+        fields: Optional[Sequence[str]] = None,
+        sort: Optional[SortSpec] = None,
+        limit: Optional[int] = None,
+        skip: Optional[int] = None,
+        bookmark: Optional[str] = None,
+        use_index: Optional[Union[str, Sequence[str]]] = None,
+        r: Optional[int] = None,
+        conflicts: Optional[bool] = None,
+        update: Optional[bool] = None,
+        stable: Optional[bool] = None,
+        execution_stats: Optional[bool] = None,
+        callback: None = None,
+        on_doc: Optional[Callable[[Any], Any]] = None,
+        **extra: Any,
+    ) -> FindResult: ...
+
+    @overload
+    def find(
+        self,
+        selector: Selector,
+        fields: Optional[Sequence[str]] = None,
+        sort: Optional[SortSpec] = None,
+        limit: Optional[int] = None,
+        skip: Optional[int] = None,
+        bookmark: Optional[str] = None,
+        use_index: Optional[Union[str, Sequence[str]]] = None,
+        r: Optional[int] = None,
+        conflicts: Optional[bool] = None,
+        update: Optional[bool] = None,
+        stable: Optional[bool] = None,
+        execution_stats: Optional[bool] = None,
+        callback: DataCallback[FindResult] = ...,
+        on_doc: Optional[Callable[[Any], Any]] = None,
+        **extra: Any,
+    ) -> Operation[FindResult]: ...
+
     def find(
         self,
         selector: Selector,
@@ -279,6 +330,44 @@ class MangoMixin:
                        stable, execution_stats, extra)
         return FindPager(self, query, page_size)
 
+    @overload
+    def explain(
+        self,
+        selector: Selector,
+        fields: Optional[Sequence[str]] = None,
+        sort: Optional[SortSpec] = None,
+        limit: Optional[int] = None,
+        skip: Optional[int] = None,
+        bookmark: Optional[str] = None,
+        use_index: Optional[Union[str, Sequence[str]]] = None,
+        r: Optional[int] = None,
+        conflicts: Optional[bool] = None,
+        update: Optional[bool] = None,
+        stable: Optional[bool] = None,
+        execution_stats: Optional[bool] = None,
+        callback: None = None,
+        **extra: Any,
+    ) -> Document: ...
+
+    @overload
+    def explain(
+        self,
+        selector: Selector,
+        fields: Optional[Sequence[str]] = None,
+        sort: Optional[SortSpec] = None,
+        limit: Optional[int] = None,
+        skip: Optional[int] = None,
+        bookmark: Optional[str] = None,
+        use_index: Optional[Union[str, Sequence[str]]] = None,
+        r: Optional[int] = None,
+        conflicts: Optional[bool] = None,
+        update: Optional[bool] = None,
+        stable: Optional[bool] = None,
+        execution_stats: Optional[bool] = None,
+        callback: DataCallback[Document] = ...,
+        **extra: Any,
+    ) -> Operation[Document]: ...
+
     def explain(
         self,
         selector: Selector,
@@ -304,6 +393,30 @@ class MangoMixin:
         body = _query(selector, fields, sort, limit, skip, bookmark, use_index, r, conflicts, update,
                       stable, execution_stats, extra)
         return finish(self._request("POST", "/_explain", json=body), callback)
+
+    @overload
+    def index(
+        self,
+        fields: Sequence[Union[str, Dict[str, str]]],
+        ddoc: Optional[str] = None,
+        name: Optional[str] = None,
+        type: str = "json",
+        partial_filter_selector: Optional[Selector] = None,
+        partitioned: Optional[bool] = None,
+        callback: None = None,
+    ) -> Document: ...
+
+    @overload
+    def index(
+        self,
+        fields: Sequence[Union[str, Dict[str, str]]],
+        ddoc: Optional[str] = None,
+        name: Optional[str] = None,
+        type: str = "json",
+        partial_filter_selector: Optional[Selector] = None,
+        partitioned: Optional[bool] = None,
+        callback: DataCallback[Document] = ...,
+    ) -> Operation[Document]: ...
 
     def index(
         self,
@@ -347,6 +460,12 @@ class MangoMixin:
             body["partitioned"] = partitioned
         return finish(self._request("POST", "/_index", json=body), callback)
 
+    @overload
+    def indexes(self, callback: None = None) -> ListResult[Document]: ...
+
+    @overload
+    def indexes(self, callback: DataCallback[List[Document]]) -> Operation[List[Document]]: ...
+
     def indexes(self, callback: Callback = None) -> Any:
         """The database's Mango indexes (``GET /db/_index``): a list of dicts.
 
@@ -354,6 +473,13 @@ class MangoMixin:
         built-in ``_all_docs`` index (``type`` ``"special"``).
         """
         return finish(self._request("GET", "/_index", transform=_index_list), callback)
+
+    @overload
+    def delete_index(self, ddoc: str, name: str, type: str = "json", callback: None = None) -> Document: ...
+
+    @overload
+    def delete_index(self, ddoc: str, name: str, type: str = "json",
+                     callback: DataCallback[Document] = ...) -> Operation[Document]: ...
 
     def delete_index(self, ddoc: str, name: str, type: str = "json", callback: Callback = None) -> Any:
         """Delete a Mango index (``DELETE /db/_index/{ddoc}/{type}/{name}``); returns ``{"ok": true}``.
@@ -538,6 +664,12 @@ class FindPager:
         return "<FindPager %s>" % ("done" if self.done else "at %r" % (self.bookmark,))
 
     # -- one page --------------------------------------------------------
+    @overload
+    def next_page(self, callback: None = None) -> ListResult[Document]: ...
+
+    @overload
+    def next_page(self, callback: DataCallback[List[Document]]) -> Operation[List[Document]]: ...
+
     def next_page(self, callback: Callback = None) -> Any:
         """The next page of documents (a list; empty once all have been read)."""
         return self.db._run(self._next_page(), callback)

@@ -15,19 +15,21 @@ with ``_id`` a document with the same fields is saved in ``_replicator``
 from __future__ import annotations
 
 import base64
-from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Optional, Tuple, Union
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Optional, Tuple, Union, overload
 
-from loop import Status, get_reactor, trampoline
+from loop import Operation, Status, get_reactor, trampoline
 from loop.redact import describe
 
 from .contract import io_methods
 from .exceptions import Conflict
 from .call_options import is_set
 from .http import CouchOperation, Server, finish
+from .results import DataCallback
 from .session import session_credentials
 from .urls import doc_path, quote_segment, split_credentials, validate_db_name
 
 if TYPE_CHECKING:  # pragma: no cover
+    from .document import Document
     from .database import Database
 
 __all__ = ["ReplicationMixin", "replicate", "replication_body", "REPLICATION_OPTIONS"]
@@ -170,6 +172,12 @@ class ReplicationMixin:
 
     server: Server
 
+    @overload
+    def push(self, target: Endpoint, callback: None = None, **options: Any) -> Document: ...
+
+    @overload
+    def push(self, target: Endpoint, callback: DataCallback[Document], **options: Any) -> Operation[Document]: ...
+
     def push(self, target: Endpoint, callback: Callback = None, **options: Any) -> Any:
         """Replicate this database to ``target`` (a name on the same server, a URL or a Database).
 
@@ -180,6 +188,12 @@ class ReplicationMixin:
         """
         this: Any = self  # a Database
         return replicate(self.server, this, target, callback=callback, **options)
+
+    @overload
+    def pull(self, source: Endpoint, callback: None = None, **options: Any) -> Document: ...
+
+    @overload
+    def pull(self, source: Endpoint, callback: DataCallback[Document], **options: Any) -> Operation[Document]: ...
 
     def pull(self, source: Endpoint, callback: Callback = None, **options: Any) -> Any:
         """Replicate ``source`` (a name on the same server, a URL or a Database) into this database.

@@ -7,16 +7,21 @@ one the server has and remembers it on the :class:`~corduroy.http.Server`.
 """
 from __future__ import annotations
 
-from typing import Any, Callable, Dict, Generator, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, List, Literal, Optional, Tuple, overload
 
-from loop import Status, get_reactor
+from loop import Operation, Status, get_reactor
 from loop.redact import describe
 
 from .contract import io_methods
 from .exceptions import BadRequest, NotFound
 from .http import Server, finish
 from .replication import Endpoint, replicate
+from .results import DataCallback, ListResult
 from .urls import quote_segment
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .changes import DbUpdatesFeed, Listener
+    from .document import Document
 
 __all__ = ["ServerMixin"]
 
@@ -58,6 +63,14 @@ class ServerMixin:
     _run: Callable[..., Any]
 
     # -- configuration --------------------------------------------------
+    @overload
+    def config(self, name: Optional[str] = None, value: Any = None, delete: bool = False,
+               callback: None = None) -> Any: ...
+
+    @overload
+    def config(self, name: Optional[str] = None, value: Any = None, delete: bool = False,
+               callback: DataCallback[Any] = ...) -> Operation[Any]: ...
+
     def config(self, name: Optional[str] = None, value: Any = None, delete: bool = False,
                callback: Callback = None) -> Any:
         """Get, set or delete the server's configuration (or a section, or one key).
@@ -123,6 +136,12 @@ class ServerMixin:
         return (yield server.request("DELETE" if delete else "GET", path))
 
     # -- statistics and state -------------------------------------------
+    @overload
+    def stats(self, name: Optional[str] = None, callback: None = None) -> Any: ...
+
+    @overload
+    def stats(self, name: Optional[str] = None, callback: DataCallback[Any] = ...) -> Operation[Any]: ...
+
     def stats(self, name: Optional[str] = None, callback: Callback = None) -> Any:
         """Server statistics (``/_node/_local/_stats``), or one ``"group/metric"`` of them.
 
@@ -147,9 +166,21 @@ class ServerMixin:
 
         return finish(self.server.request("GET", path, transform=found), callback)
 
+    @overload
+    def tasks(self, callback: None = None) -> ListResult[Document]: ...
+
+    @overload
+    def tasks(self, callback: DataCallback[List[Document]]) -> Operation[List[Document]]: ...
+
     def tasks(self, callback: Callback = None) -> Any:
         """The list of tasks running on the server (``_active_tasks``)."""
         return finish(self.server.request("GET", "/_active_tasks"), callback)
+
+    @overload
+    def dbs_info(self, names: List[str], callback: None = None) -> ListResult[Document]: ...
+
+    @overload
+    def dbs_info(self, names: List[str], callback: DataCallback[List[Document]]) -> Operation[List[Document]]: ...
 
     def dbs_info(self, names: List[str], callback: Callback = None) -> Any:
         """Information about several databases at once: a list of ``{key, info}`` (or ``{key, error}``)."""
@@ -160,21 +191,52 @@ class ServerMixin:
                 raise TypeError("database names are non-empty strings, got %s" % describe(name))
         return finish(self.server.request("POST", "/_dbs_info", json={"keys": list(names)}), callback)
 
+    @overload
+    def up(self, callback: None = None) -> Document: ...
+
+    @overload
+    def up(self, callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def up(self, callback: Callback = None) -> Any:
         """The node's health check (``/_up``): ``{"status": "ok", ...}``."""
         return finish(self.server.request("GET", "/_up"), callback)
+
+    @overload
+    def membership(self, callback: None = None) -> Document: ...
+
+    @overload
+    def membership(self, callback: DataCallback[Document]) -> Operation[Document]: ...
 
     def membership(self, callback: Callback = None) -> Any:
         """The cluster's nodes (``/_membership``): ``{all_nodes, cluster_nodes}``."""
         return finish(self.server.request("GET", "/_membership"), callback)
 
+    @overload
+    def system(self, callback: None = None) -> Document: ...
+
+    @overload
+    def system(self, callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def system(self, callback: Callback = None) -> Any:
         """The node's Erlang VM statistics (``/_node/_local/_system``)."""
         return finish(self.server.request("GET", "/_node/_local/_system"), callback)
 
+    @overload
+    def node_info(self, callback: None = None) -> Document: ...
+
+    @overload
+    def node_info(self, callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def node_info(self, callback: Callback = None) -> Any:
         """The name of the node answering (``/_node/_local``): ``{"name": "couchdb@..."}``."""
         return finish(self.server.request("GET", "/_node/_local"), callback)
+
+    @overload
+    def cluster_setup(self, ensure_dbs_exist: Optional[List[str]] = None, callback: None = None) -> Document: ...
+
+    @overload
+    def cluster_setup(self, ensure_dbs_exist: Optional[List[str]] = None,
+                      callback: DataCallback[Document] = ...) -> Operation[Document]: ...
 
     def cluster_setup(self, ensure_dbs_exist: Optional[List[str]] = None, callback: Callback = None) -> Any:
         """How far the node's cluster setup went (``GET /_cluster_setup``): ``{"state": ...}``.
@@ -196,7 +258,20 @@ class ServerMixin:
             params = {"ensure_dbs_exist": list(ensure_dbs_exist)}
         return finish(self.server.request("GET", "/_cluster_setup", params=params), callback)
 
-    def db_updates(self, feed: str = "normal", callback: Callback = None, **options: Any) -> Any:
+    # The feed= literal decides the type: the answer once, or a live DbUpdatesFeed.
+    @overload
+    def db_updates(self, feed: Literal["normal", "longpoll"] = "normal", callback: None = None,
+                   **options: Any) -> Document: ...
+
+    @overload
+    def db_updates(self, feed: Literal["normal", "longpoll"] = "normal", callback: DataCallback[Document] = ...,
+                   **options: Any) -> Operation[Document]: ...
+
+    @overload
+    def db_updates(self, feed: Literal["continuous"], callback: Optional[Listener] = None,
+                   **options: Any) -> DbUpdatesFeed: ...
+
+    def db_updates(self, feed: str = "normal", callback: Any = None, **options: Any) -> Any:
         """Database events on the whole server (``/_db_updates``): ``{results, last_seq}``, or a live feed.
 
         Each result is ``{db_name, type, seq}`` with ``type`` ``"created"``,
@@ -258,6 +333,13 @@ class ServerMixin:
         return DbUpdatesFeed(self.server, None, since=since, **options)
 
     # -- replication ----------------------------------------------------
+    @overload
+    def replicate(self, source: Endpoint, target: Endpoint, callback: None = None, **options: Any) -> Document: ...
+
+    @overload
+    def replicate(self, source: Endpoint, target: Endpoint, callback: DataCallback[Document],
+                  **options: Any) -> Operation[Document]: ...
+
     def replicate(self, source: Endpoint, target: Endpoint, callback: Callback = None, **options: Any) -> Any:
         """Replicate ``source`` to ``target``; returns the server's answer.
 
@@ -278,12 +360,27 @@ class ServerMixin:
         """
         return replicate(self.server, source, target, callback=callback, **options)
 
+    @overload
+    def scheduler_jobs(self, job_id: Optional[str] = None, callback: None = None, **options: Any) -> Document: ...
+
+    @overload
+    def scheduler_jobs(self, job_id: Optional[str] = None, callback: DataCallback[Document] = ...,
+                       **options: Any) -> Operation[Document]: ...
+
     def scheduler_jobs(self, job_id: Optional[str] = None, callback: Callback = None, **options: Any) -> Any:
         """Running replication jobs (``/_scheduler/jobs``), or one job; options ``limit``, ``skip``."""
         path = "/_scheduler/jobs"
         if job_id is not None:
             path += "/" + quote_segment(job_id)
         return finish(self.server.request("GET", path, params=options or None), callback)
+
+    @overload
+    def scheduler_docs(self, replicator_db: Optional[str] = None, doc_id: Optional[str] = None,
+                       callback: None = None, **options: Any) -> Document: ...
+
+    @overload
+    def scheduler_docs(self, replicator_db: Optional[str] = None, doc_id: Optional[str] = None,
+                       callback: DataCallback[Document] = ..., **options: Any) -> Operation[Document]: ...
 
     def scheduler_docs(self, replicator_db: Optional[str] = None, doc_id: Optional[str] = None,
                        callback: Callback = None, **options: Any) -> Any:

@@ -13,15 +13,19 @@ Credentials never appear in a repr, a log line or an exception.
 from __future__ import annotations
 
 import logging
-from typing import Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Iterable, List, Optional, Tuple, overload
 
-from loop import Request, Status
+from loop import Operation, Request, Status
 from loop.redact import describe
 
 from .contract import io_methods
 from .exceptions import BadResponse, CouchError, Unauthorized
 from .http import Server, finish
+from .results import DataCallback
 from .urls import doc_path
+
+if TYPE_CHECKING:  # pragma: no cover
+    from .document import Document
 
 __all__ = ["SessionMixin", "CookieSession", "session_credentials"]
 
@@ -188,6 +192,14 @@ class SessionMixin:
     server: Server
     _run: Callable[..., Any]
 
+    @overload
+    def login(self, user: Optional[str] = None, password: Optional[str] = None,
+              callback: None = None) -> Document: ...
+
+    @overload
+    def login(self, user: Optional[str] = None, password: Optional[str] = None,
+              callback: DataCallback[Document] = ...) -> Operation[Document]: ...
+
     def login(self, user: Optional[str] = None, password: Optional[str] = None,
               callback: Callback = None) -> Any:
         """Start a cookie session (``POST /_session``); returns ``{ok, name, roles}``.
@@ -225,6 +237,12 @@ class SessionMixin:
                                      headers=_login_headers(server), transform=started, what="login"),
                       callback)
 
+    @overload
+    def logout(self, callback: None = None) -> Document: ...
+
+    @overload
+    def logout(self, callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def logout(self, callback: Callback = None) -> Any:
         """End the cookie session (``DELETE /_session``) and forget the cookie.
 
@@ -244,10 +262,24 @@ class SessionMixin:
                 server.set_cookie(None)
         return result
 
+    @overload
+    def session(self, callback: None = None) -> Document: ...
+
+    @overload
+    def session(self, callback: DataCallback[Document]) -> Operation[Document]: ...
+
     def session(self, callback: Callback = None) -> Any:
         """Who the server thinks we are (``GET /_session``): the ``userCtx`` ``{name, roles}``."""
         return finish(self.server.request("GET", "/_session",
                                           transform=lambda data, status: data.get("userCtx")), callback)
+
+    @overload
+    def create_user(self, name: str, password: str, roles: Iterable[str] = (), callback: None = None,
+                    **fields: Any) -> Document: ...
+
+    @overload
+    def create_user(self, name: str, password: str, roles: Iterable[str] = (), callback: DataCallback[Document] = ...,
+                    **fields: Any) -> Operation[Document]: ...
 
     def create_user(self, name: str, password: str, roles: Iterable[str] = (), callback: Callback = None,
                     **fields: Any) -> Any:
@@ -271,6 +303,12 @@ class SessionMixin:
                     "type": "user"})
         return finish(self.server.request("PUT", "/_users/" + doc_path(doc["_id"]), json=doc,
                                           what="user document %s" % describe(doc["_id"])), callback)
+
+    @overload
+    def delete_user(self, name: str, callback: None = None) -> Document: ...
+
+    @overload
+    def delete_user(self, name: str, callback: DataCallback[Document]) -> Operation[Document]: ...
 
     def delete_user(self, name: str, callback: Callback = None) -> Any:
         """Delete user ``name`` from ``_users``; returns ``{ok, id, rev}`` (NotFound if there is none)."""

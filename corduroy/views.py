@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import uuid
 from typing import (
+    TYPE_CHECKING,
     Any,
     AsyncIterator,
     Callable,
@@ -40,6 +41,7 @@ from .contract import io_methods
 from .document import Document
 from .exceptions import BadResponse, NotFound
 from .http import CouchOperation, finish
+from .results import DataCallback, ListResult
 from .urls import doc_path, encode_query, quote_segment
 
 __all__ = ["ViewsMixin", "View", "Row", "Formatted", "Pager"]
@@ -167,6 +169,10 @@ class View:
 
     __slots__ = ("name", "rows", "total_rows", "offset", "update_seq", "options")
 
+    if TYPE_CHECKING:  # pragma: no cover
+        def __await__(self) -> Generator[Any, None, View]:
+            """For type checkers only (nothing at run time): see :mod:`corduroy.results`."""
+
     def __init__(self, name: str, rows: List[Row], options: Optional[Dict[str, Any]] = None,
                  total_rows: Optional[int] = None, offset: Optional[int] = None,
                  update_seq: Any = None) -> None:
@@ -217,6 +223,10 @@ class Formatted:
     """
 
     __slots__ = ("code", "headers", "body", "raw")
+
+    if TYPE_CHECKING:  # pragma: no cover
+        def __await__(self) -> Generator[Any, None, Formatted]:
+            """For type checkers only (nothing at run time): see :mod:`corduroy.results`."""
 
     def __init__(self, code: Optional[int], headers: Dict[str, str], raw: bytes) -> None:
         self.code = code
@@ -377,6 +387,14 @@ class ViewsMixin:
     _run: Callable[..., Any]
 
     # -- views ------------------------------------------------------------
+    @overload
+    def view(self, name: str, callback: None = None, on_row: Optional[Callable[[Row], Any]] = None,
+             **options: Any) -> View: ...
+
+    @overload
+    def view(self, name: str, callback: DataCallback[View], on_row: Optional[Callable[[Row], Any]] = None,
+             **options: Any) -> Operation[View]: ...
+
     def view(self, name: str, callback: Callback = None, on_row: Optional[Callable[[Row], Any]] = None,
              **options: Any) -> Any:
         """Query the view ``name`` (``"ddoc/view"``); returns a :class:`View`.
@@ -403,6 +421,14 @@ class ViewsMixin:
         label = "%s/%s" % (ddoc, view)
         return self._rows_request(label, path, options, VIEW_OPTIONS, callback, on_row)
 
+    @overload
+    def all_docs(self, callback: None = None, on_row: Optional[Callable[[Row], Any]] = None,
+                 **options: Any) -> View: ...
+
+    @overload
+    def all_docs(self, callback: DataCallback[View], on_row: Optional[Callable[[Row], Any]] = None,
+                 **options: Any) -> Operation[View]: ...
+
     def all_docs(self, callback: Callback = None, on_row: Optional[Callable[[Row], Any]] = None,
                  **options: Any) -> Any:
         """Query ``_all_docs``; returns a :class:`View` (one row per document, keyed by id).
@@ -412,6 +438,12 @@ class ViewsMixin:
         streams the rows as for :meth:`view`.
         """
         return self._rows_request("_all_docs", "/_all_docs", options, ALL_DOCS_OPTIONS, callback, on_row)
+
+    @overload
+    def design_docs(self, callback: None = None, **options: Any) -> View: ...
+
+    @overload
+    def design_docs(self, callback: DataCallback[View], **options: Any) -> Operation[View]: ...
 
     def design_docs(self, callback: Callback = None, **options: Any) -> Any:
         """Query ``_design_docs`` (the design documents only); returns a :class:`View`.
@@ -445,6 +477,13 @@ class ViewsMixin:
                             if str(r.get("key", "")).startswith("_design/")]
         return View.from_response("_design_docs", data, options)
 
+    @overload
+    def view_queries(self, name: str, queries: List[Dict[str, Any]], callback: None = None) -> ListResult[View]: ...
+
+    @overload
+    def view_queries(self, name: str, queries: List[Dict[str, Any]],
+                     callback: DataCallback[List[View]]) -> Operation[List[View]]: ...
+
     def view_queries(self, name: str, queries: List[Dict[str, Any]], callback: Callback = None) -> Any:
         """Several queries of view ``name`` in one request (``POST .../_view/view/queries``); a list of :class:`View`.
 
@@ -458,6 +497,13 @@ class ViewsMixin:
         ddoc, view = _split_name(name, "view")
         path = _ddoc_prefix(ddoc) + "/_view/" + quote_segment(view) + "/queries"
         return self._queries("%s/%s" % (ddoc, view), path, queries, VIEW_OPTIONS, callback)
+
+    @overload
+    def all_docs_queries(self, queries: List[Dict[str, Any]], callback: None = None) -> ListResult[View]: ...
+
+    @overload
+    def all_docs_queries(self, queries: List[Dict[str, Any]],
+                         callback: DataCallback[List[View]]) -> Operation[List[View]]: ...
 
     def all_docs_queries(self, queries: List[Dict[str, Any]], callback: Callback = None) -> Any:
         """Several ``_all_docs`` queries in one request (``POST /db/_all_docs/queries``); a list of :class:`View`.
@@ -489,6 +535,12 @@ class ViewsMixin:
         return finish(self._request("POST", path, json={"queries": body}, what="view queries",
                                     transform=make_views), callback)
 
+    @overload
+    def local_docs(self, callback: None = None, **options: Any) -> View: ...
+
+    @overload
+    def local_docs(self, callback: DataCallback[View], **options: Any) -> Operation[View]: ...
+
     def local_docs(self, callback: Callback = None, **options: Any) -> Any:
         """Query ``_local_docs`` (the ``_local`` documents, CouchDB 2+); returns a :class:`View`.
 
@@ -496,6 +548,13 @@ class ViewsMixin:
         ``_local/...`` id.  pouchdb-server has no such endpoint (NotFound).
         """
         return self._rows_request("_local_docs", "/_local_docs", options, ALL_DOCS_OPTIONS, callback, None)
+
+    @overload
+    def search(self, name: str, query: str, callback: None = None, **options: Any) -> Document: ...
+
+    @overload
+    def search(self, name: str, query: str, callback: DataCallback[Document],
+               **options: Any) -> Operation[Document]: ...
 
     def search(self, name: str, query: str, callback: Callback = None, **options: Any) -> Any:
         """Query the full-text search index ``name`` (``"ddoc/index"``, CouchDB with search enabled).
@@ -546,6 +605,14 @@ class ViewsMixin:
         return View.from_response(label, meta or {}, options, rows=[])
 
     # -- temporary queries ------------------------------------------------
+    @overload
+    def query(self, map_src: str, reduce_src: Optional[str] = None, language: str = "javascript",
+              callback: None = None, **options: Any) -> View: ...
+
+    @overload
+    def query(self, map_src: str, reduce_src: Optional[str] = None, language: str = "javascript",
+              callback: DataCallback[View] = ..., **options: Any) -> Operation[View]: ...
+
     def query(self, map_src: str, reduce_src: Optional[str] = None, language: str = "javascript",
               callback: Callback = None, **options: Any) -> Any:
         """Run a one-off view given by its source; returns a :class:`View`.
@@ -593,6 +660,13 @@ class ViewsMixin:
         return View.from_response("query", data, options)
 
     # -- formatters -------------------------------------------------------
+    @overload
+    def show(self, name: str, id: Optional[str] = None, callback: None = None, **options: Any) -> Formatted: ...
+
+    @overload
+    def show(self, name: str, id: Optional[str] = None, callback: DataCallback[Formatted] = ...,
+             **options: Any) -> Operation[Formatted]: ...
+
     def show(self, name: str, id: Optional[str] = None, callback: Callback = None, **options: Any) -> Any:
         """Call the show function ``name`` (``"ddoc/show"``) on document ``id`` (or none).
 
@@ -605,6 +679,12 @@ class ViewsMixin:
             path += "/" + doc_path(id)
         return finish(self._request("GET", path, params=options or None, raw=True, transform=_formatted,
                                     headers=_formatter_headers(self.server)), callback)
+
+    @overload
+    def list(self, name: str, view: str, callback: None = None, **options: Any) -> Formatted: ...
+
+    @overload
+    def list(self, name: str, view: str, callback: DataCallback[Formatted], **options: Any) -> Operation[Formatted]: ...
 
     def list(self, name: str, view: str, callback: Callback = None, **options: Any) -> Any:
         """Format view ``view`` with the list function ``name`` (``"ddoc/list"``).
@@ -630,6 +710,14 @@ class ViewsMixin:
         headers = _formatter_headers(self.server, "application/json" if body is not None else None)
         return finish(self._request(method, path + query, json=body, raw=True, transform=_formatted,
                                     headers=headers), callback)
+
+    @overload
+    def update(self, name: str, id: Optional[str] = None, body: Union[None, str, bytes, Mapping[str, Any]] = None,
+               callback: None = None, **options: Any) -> Formatted: ...
+
+    @overload
+    def update(self, name: str, id: Optional[str] = None, body: Union[None, str, bytes, Mapping[str, Any]] = None,
+               callback: DataCallback[Formatted] = ..., **options: Any) -> Operation[Formatted]: ...
 
     def update(self, name: str, id: Optional[str] = None, body: Union[None, str, bytes, Mapping[str, Any]] = None,
                callback: Callback = None, **options: Any) -> Any:
@@ -787,6 +875,12 @@ class Pager:
         already = self._seen if self._docid_ignored else self._dupes
         opts["limit"] = self._want() + 1 + already
         return opts
+
+    @overload
+    def next_page(self, callback: None = None) -> ListResult[Row]: ...
+
+    @overload
+    def next_page(self, callback: DataCallback[List[Row]]) -> Operation[List[Row]]: ...
 
     def next_page(self, callback: Callback = None) -> Any:
         """The next page: a list of :class:`Row` (empty once the view is exhausted).

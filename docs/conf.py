@@ -4,6 +4,7 @@ import sys
 
 ROOT = os.path.abspath(os.path.join(os.path.dirname(__file__), ".."))
 sys.path.insert(0, ROOT)
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))  # reference_ext
 
 from corduroy import __version__  # noqa: E402
 
@@ -12,7 +13,8 @@ author = "the corduroy authors"
 copyright = "corduroy authors"
 release = version = __version__
 
-extensions = ["sphinx.ext.autodoc", "sphinx.ext.viewcode"]
+# reference_ext: each I/O method's calling styles, and a check that every public name is documented.
+extensions = ["sphinx.ext.autodoc", "sphinx.ext.viewcode", "reference_ext"]
 autodoc_member_order = "bysource"
 autodoc_typehints = "description"
 autodoc_default_options = {"members": True, "show-inheritance": True}

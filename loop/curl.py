@@ -43,7 +43,8 @@ A :class:`Request` carries what to send and, once done, what came back
 (``code``, ``header_lines``, ``body`` or ``errno``/``errmsg``); its
 ``on_done(request)`` is called exactly once, on the reactor.  Give it an
 ``on_chunk(bytes)`` consumer to receive the body chunk by chunk instead of
-buffered (return ``False`` from it to abort the transfer).
+buffered (return ``False`` from it to abort the transfer, or
+:data:`WRITEFUNC_PAUSE` to pause it until :meth:`CurlDriver.resume`).
 """
 from __future__ import annotations
 
@@ -104,6 +105,9 @@ _REQUEST_SIZE = pycurl.REQUEST_SIZE
 E_WRITE_ERROR = pycurl.E_WRITE_ERROR
 #: libcurl error for a transfer removed before completion.
 E_ABORTED = -1
+#: What an ``on_chunk`` consumer returns to pause the transfer, leaving the chunk untaken
+#: (libcurl delivers it again after :meth:`CurlDriver.resume`).
+WRITEFUNC_PAUSE = pycurl.WRITEFUNC_PAUSE
 
 _BIG_BODY = 64 * 1024
 
@@ -155,11 +159,19 @@ class Request:
     After a failure (``errno`` set), ``sent`` is how many request bytes
     libcurl had sent (0: none reached the network, so the server saw
     nothing; None: unknown).
+
+    ``upload`` streams a request body instead of ``body`` (a PUT or POST):
+    an object with ``read(size) -> bytes`` (libcurl's READFUNCTION: at most
+    ``size`` bytes, ``b""`` at the end, or ``pycurl.READFUNC_ABORT``),
+    ``seek(offset, origin) -> int`` (SEEKFUNCTION, for a rewind), ``length``
+    (the body's size, or None: sent with ``Transfer-Encoding: chunked``)
+    and ``start()``, called each time the request is handed to libcurl (a
+    resend starts the body over).
     """
 
     __slots__ = (
         "method", "url", "headers", "body", "timeout", "connect_timeout", "low_speed",
-        "on_done", "on_chunk", "options",
+        "on_done", "on_chunk", "options", "upload",
         "code", "header_lines", "body_out", "errno", "errmsg", "handle", "_chunks",
         "context", "max_body", "driver", "sent", "started",
     )
@@ -179,6 +191,7 @@ class Request:
         options: Optional[Dict[int, Any]] = None,
         context: Any = None,
         max_body: Optional[int] = None,
+        upload: Any = None,
     ) -> None:
         self.method = method
         self.url = url
@@ -192,6 +205,7 @@ class Request:
         self.options = options
         self.context = context
         self.max_body = max_body
+        self.upload = upload
         self.driver: Optional["CurlDriver"] = None
         self.code: Optional[int] = None
         self.header_lines: List[bytes] = []
@@ -428,6 +442,20 @@ class CurlDriver:
             self._sync_timer()
         return True
 
+    def resume(self, request: Request) -> None:
+        """Resume a transfer whose ``on_chunk`` consumer paused it (returned :data:`WRITEFUNC_PAUSE`).
+
+        libcurl may hand the held chunk over again from inside this call.
+        Nothing happens if the request is no longer running.
+        """
+        handle = request.handle
+        if handle is None or self._closed:
+            return
+        handle.curl.pause(pycurl.PAUSE_CONT)
+        self._on_timer(0)  # have curl run soon, whatever the mode
+        if self._timer_updates:
+            self._sync_timer()
+
     def _new_handle(self) -> _Handle:
         handle = _Handle(pycurl.Curl())
         self._configure(handle)
@@ -492,6 +520,8 @@ class CurlDriver:
         """
         curl = handle.curl
         mode = handle.mode
+        if mode == "upload":
+            mode = self._leave_upload(handle)
         if body is None and (method == "PUT" or method == "POST"):
             body = b""
         if body is None:
@@ -524,6 +554,35 @@ class CurlDriver:
             curl.setopt(_CUSTOMREQUEST, method)
             handle.mode = "body"
 
+    def _set_upload(self, handle: _Handle, request: Request) -> None:
+        """Set a streamed request body (``Request.upload``): READFUNCTION, its size or chunked encoding."""
+        curl = handle.curl
+        upload = request.upload
+        upload.start()
+        if handle.mode == "HEAD":
+            curl.setopt(pycurl.NOBODY, 0)
+        curl.setopt(pycurl.UPLOAD, 1)
+        curl.setopt(_CUSTOMREQUEST, request.method)
+        curl.setopt(pycurl.READFUNCTION, upload.read)
+        curl.setopt(pycurl.SEEKFUNCTION, upload.seek)
+        length = upload.length
+        # -1: size unknown, so libcurl sends HTTP/1.1 Transfer-Encoding: chunked.
+        curl.setopt(pycurl.INFILESIZE_LARGE, -1 if length is None else length)
+        handle.mode = "upload"
+
+    @staticmethod
+    def _leave_upload(handle: _Handle) -> str:
+        """Undo :meth:`_set_upload` on a reused handle (only when the next request is not an upload)."""
+        curl = handle.curl
+        curl.setopt(pycurl.UPLOAD, 0)
+        curl.setopt(pycurl.INFILESIZE_LARGE, -1)
+        curl.unsetopt(pycurl.READFUNCTION)
+        curl.unsetopt(pycurl.SEEKFUNCTION)
+        curl.unsetopt(_CUSTOMREQUEST)
+        curl.setopt(pycurl.HTTPGET, 1)
+        handle.mode = "GET"
+        return "GET"
+
     def _start(self, request: Request) -> None:
         free = self._free
         handle = free.pop() if free else self._new_handle()
@@ -535,8 +594,10 @@ class CurlDriver:
         if method == "GET" and request.body is None:
             if handle.mode != "GET":
                 self._set_method(handle, method, None)
-        else:
+        elif request.upload is None:
             self._set_method(handle, method, request.body)
+        else:
+            self._set_upload(handle, request)
 
         headers = request.headers
         if headers is not handle.hdrs:
@@ -1041,8 +1102,12 @@ def _limited_writer(chunks: List[bytes], limit: int) -> Callable[[bytes], Option
 def _stream_writer(consumer: Callable[[bytes], Any]) -> Callable[[bytes], Optional[int]]:
     def write(chunk: bytes) -> Optional[int]:
         try:
-            if consumer(chunk) is False:
-                return 0  # makes libcurl abort with E_WRITE_ERROR
+            answer = consumer(chunk)
+            if answer is not None:
+                if answer is False:
+                    return 0  # makes libcurl abort with E_WRITE_ERROR
+                if answer == WRITEFUNC_PAUSE:
+                    return WRITEFUNC_PAUSE  # not taken: libcurl hands it over again after resume()
         except Exception:
             log.exception("stream consumer failed; aborting transfer")
             return 0

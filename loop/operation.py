@@ -10,13 +10,22 @@ from __future__ import annotations
 import asyncio
 import logging
 import warnings
-from typing import Any, Callable, Dict, Iterable, List, Optional, Tuple
+from typing import TYPE_CHECKING, Any, Callable, Dict, Generator, Generic, Iterable, List, Optional, Tuple, TypeVar
 
-__all__ = ["Operation", "Status", "OperationPending", "Cancelled"]
+__all__ = ["Operation", "Status", "OperationPending", "Cancelled", "completed", "failed", "gather"]
 
 log = logging.getLogger("loop")
 
 Callback = Callable[[Any, "Status"], Any]
+
+#: The type of an Operation's data (``Operation[Document]`` completes with a Document).
+#: To a type checker it defaults to Any, so a bare ``Operation(reactor)`` needs no annotation.
+if TYPE_CHECKING:
+    from typing_extensions import TypeVar as _TypeVar
+
+    T = _TypeVar("T", default=Any)
+else:
+    T = TypeVar("T")
 
 
 class OperationPending(RuntimeError):
@@ -110,8 +119,8 @@ class Status:
 OK = Status(200)
 
 
-class Operation:
-    """The one-shot result of an asynchronous call.
+class Operation(Generic[T]):
+    """The one-shot result of an asynchronous call, completing with data of type ``T``.
 
     Example::
 
@@ -131,7 +140,7 @@ class Operation:
 
     def __init__(self, reactor: Any = None, cancel: Optional[Callable[[], Any]] = None) -> None:
         self.reactor = reactor
-        self.data: Any = None
+        self.data: Optional[T] = None
         self.status: Optional[Status] = None
         self._callbacks: Optional[List[Callback]] = None
         self._done = False
@@ -194,7 +203,7 @@ class Operation:
         except Exception:
             self.log.exception("exception in callback %s", _shown(fn))
 
-    def add_callback(self, fn: Callback) -> "Operation":
+    def add_callback(self, fn: Callable[[Optional[T], "Status"], Any]) -> "Operation[T]":
         """Call ``fn(data, status)`` once the operation completes.
 
         If it has already completed, ``fn`` is scheduled on the reactor (it is
@@ -241,7 +250,7 @@ class Operation:
         return not (queued is not None and queued())
 
     # -- observing ------------------------------------------------------
-    def result(self) -> Any:
+    def result(self) -> T:
         """The data, or raise the operation's exception.
 
         Raises :class:`OperationPending` if the operation has not completed.
@@ -255,9 +264,9 @@ class Operation:
         exc = self.status.exception  # type: ignore[union-attr]
         if exc is not None:
             raise exc
-        return self.data
+        return self.data  # type: ignore[return-value]  # complete and no exception: the data
 
-    def wait(self) -> Any:
+    def wait(self) -> T:
         """Run the reactor until this operation completes, then return ``result()``."""
         if not self._done:
             self.reactor.run_until_complete(self)
@@ -267,7 +276,7 @@ class Operation:
     # asyncio's Task accepts any object with ``_asyncio_future_blocking``,
     # ``get_loop``, ``add_done_callback``, ``result`` and ``cancel``; yielding
     # the Operation itself saves a Future and a loop turn per ``await``.
-    def __await__(self):  # type: ignore[no-untyped-def]
+    def __await__(self) -> Generator[Any, None, T]:
         self.observed = True
         if not self._done:
             self._asyncio_future_blocking = True
@@ -380,13 +389,13 @@ def describe_origin(origin: Any) -> str:
     return "the Operation of %s" % (origin,)
 
 
-def gather(ops: Iterable[Operation], reactor: Any = None) -> Operation:
+def gather(ops: Iterable[Operation[Any]], reactor: Any = None) -> Operation[List[Any]]:
     """An Operation completing with the list of ``ops``' data, in order.
 
     It fails with the first exception among them (after all have completed).
     """
     ops = list(ops)
-    total = Operation(reactor)
+    total: Operation[List[Any]] = Operation(reactor)
     results: List[Any] = [None] * len(ops)
     remaining = [len(ops)]
     first_error: List[Optional[Status]] = [None]
@@ -420,16 +429,16 @@ def gather(ops: Iterable[Operation], reactor: Any = None) -> Operation:
     return total
 
 
-def completed(data: Any, status: Optional[Status] = None, reactor: Any = None) -> Operation:
+def completed(data: T, status: Optional[Status] = None, reactor: Any = None) -> Operation[T]:
     """An Operation that has already completed with ``data``."""
-    op = Operation(reactor)
+    op: Operation[T] = Operation(reactor)
     op.complete(data, status if status is not None else OK)
     return op
 
 
-def failed(exception: BaseException, reactor: Any = None) -> Operation:
+def failed(exception: BaseException, reactor: Any = None) -> Operation[Any]:
     """An Operation that has already failed with ``exception``."""
-    op = Operation(reactor)
+    op: Operation[Any] = Operation(reactor)
     op.fail(exception)
     return op
 

@@ -23,7 +23,9 @@ from typing import Any, Callable, Optional
 
 log = logging.getLogger("loop")
 
+#: Watch a file descriptor for reading (``Reactor.watch(fd, READ, ...)``; combine with ``|``).
 READ = 1
+#: Watch a file descriptor for writing.
 WRITE = 2
 
 BACKENDS = ("uvloop", "asyncio", "pyuv", "gevent")

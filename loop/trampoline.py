@@ -110,7 +110,7 @@ class _Runner:
             combined = gather([self._waitable_strict(yielded[k]) for k in keys], self.reactor)
             as_dict = Operation(self.reactor)
             combined.add_callback(
-                lambda data, status: as_dict.complete(dict(zip(keys, data)), status)
+                lambda data, status: as_dict.complete(dict(zip(keys, data or ())), status)
             )
             as_dict._cancel = combined.cancel
             return as_dict

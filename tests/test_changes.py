@@ -16,6 +16,7 @@ import loop
 from corduroy import (
     BadRequest, ChangesFeed, Couch, Database, Document, NotFound, Operation, Status, relax,
 )
+from corduroy.changes import NotAnEventStream
 from tests.consistency import eventually
 from tests.proxy import FaultProxy
 from tests.styles import STYLES, call, run_async
@@ -848,3 +849,132 @@ def test_slow_blocking_consumer_keeps_its_connection(couch_url, db, proxy):
             break
     assert got == ["a", "b"]
     assert proxy.accepted == 1, "a healthy connection was taken for dead"
+
+
+# -- feed="eventsource": the continuous feed as Server-Sent Events -------------------------
+def eventsource_or_skip(feed: ChangesFeed) -> None:
+    """Skip when the server answered feed=eventsource with something else than an event stream."""
+    if isinstance(feed.error, NotAnEventStream):
+        pytest.skip("the server lacks feed=eventsource: %s" % feed.error)
+
+
+def test_eventsource_feed_gives_the_changes_the_continuous_feed_gives(db, reactor, feeds):
+    db.save([{"_id": "a"}, {"_id": "b"}])
+    got = {"continuous": [], "eventsource": []}
+
+    def listener(kind):
+        def on_changes(last_seq, changes):
+            got[kind].extend(changes)
+            if len(got["eventsource"]) == 2 and not any(c.id == "c" for c in got["eventsource"]):
+                db.save({"_id": "c"}, callback=lambda data, status: None)  # one written while it listens
+            if len(got["continuous"]) >= 3 and len(got["eventsource"]) >= 3:
+                reactor.stop()
+        return on_changes
+
+    errors = []
+    es = db.changes(feed="eventsource", callback=listener("eventsource"), latency=0, since=0, heartbeat=500,
+                    on_error=lambda exc: (errors.append(exc), reactor.stop()))
+    feeds.append(es)
+    assert isinstance(es, ChangesFeed) and es.running
+    feeds.append(db.changes(feed="continuous", callback=listener("continuous"), latency=0, since=0))
+    run(reactor)
+    eventsource_or_skip(es)
+    assert not errors
+    by_id = {c.id: c for c in got["continuous"]}
+    assert sorted(c.id for c in got["eventsource"]) == ["a", "b", "c"]
+    for change in got["eventsource"]:
+        assert isinstance(change, Document)
+        assert change.changes == by_id[change.id].changes  # the same change dicts
+        assert change.seq is not None
+    assert es.last_seq == got["eventsource"][-1].seq
+
+
+@pytest.mark.parametrize("style", STYLES)
+def test_eventsource_follow_in_every_style(style, db):
+    db.save([{"_id": "a"}, {"_id": "b"}])
+    made = []
+
+    def first_change(callback=None):
+        feed = db.follow(since=0, limit=1, feed="eventsource")
+        made.append(feed)
+        return feed.next(callback=callback)
+
+    try:
+        change = call(style, first_change)
+    except NotAnEventStream as exc:
+        pytest.skip("the server lacks feed=eventsource: %s" % exc)
+    assert change.id in ("a", "b") and change.seq is not None
+    assert not made[0].running  # limit=1 ended it
+
+
+def test_eventsource_without_listener_when_blocking_is_a_type_error(db):
+    with pytest.raises(TypeError, match="feed='eventsource' needs callback"):
+        db.changes(feed="eventsource")
+    with pytest.raises(ValueError, match="live feed"):
+        ChangesFeed(db, feed="longpoll")
+
+
+def sse(*events: bytes) -> bytes:
+    return b"".join(events)
+
+
+def data_event(seq, doc_id) -> bytes:
+    return b"data: %s\nid: %s\n\n" % (json.dumps(change(seq, doc_id)).encode(), json.dumps(seq).encode())
+
+
+HEARTBEAT = b"event: heartbeat\ndata: \n\n"
+
+
+def test_eventsource_parsing_heartbeats_comments_split_events_and_resume(scripted, reactor, feeds):
+    """CouchDB's event stream: ``data:`` a change, ``id:`` its seq, ``event: heartbeat``; resumed from the last seq."""
+    def first(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        one = data_event("1-x", "a")
+        # a heartbeat, an event split across chunks, a comment, a multi-line data field with CRLF line ends
+        two = b'data: {"seq": "2-x", "id": "b",\r\ndata:  "changes": [{"rev": "1-bbbb"}]}\r\nid: "2-x"\r\n\r\n'
+        for piece in (HEARTBEAT, one[:9], one[9:40], one[40:], b": keep-alive\n\n", two):
+            h.wfile.write(piece)
+            h.wfile.flush()
+            time.sleep(0.03)
+        # the connection drops here: the feed reconnects from "2-x"
+
+    def second(h):
+        h.send_response(200)
+        h.send_header("Content-Type", "text/event-stream")
+        h.end_headers()
+        h.wfile.write(sse(data_event("2-x", "b"), HEARTBEAT, data_event("3-x", "c")))  # replays b
+        h.wfile.flush()
+        h.hold()
+
+    scripted.scripts = [first, second]
+    db = Database("http://127.0.0.1:%d/scripted" % scripted.server_address[1])
+    calls = []
+
+    def listener(last_seq, changes):
+        calls.append((last_seq, [c.id for c in changes]))
+        if changes[-1].id == "c":
+            reactor.stop()
+
+    feed = db.changes(feed="eventsource", callback=listener, latency=0, since="0-x", heartbeat=5000)
+    feeds.append(feed)
+    run(reactor)
+    assert calls == [("1-x", ["a"]), ("2-x", ["b"]), ("3-x", ["c"])]
+    assert [r.get("since") for r in scripted.requests] == ["0-x", "2-x"]
+    assert all(r["feed"] == "eventsource" and r["heartbeat"] == "5000" for r in scripted.requests)
+
+
+def test_a_server_without_eventsource_stops_the_feed_with_a_clear_error(scripted, reactor, feeds):
+    """pouchdb-server answers feed=eventsource as feed=normal (a JSON body): no retrying, NotAnEventStream."""
+    scripted.scripts = [lambda h: h.lines({"results": [change("1-x", "a")], "last_seq": "1-x"})]
+    db = Database("http://127.0.0.1:%d/scripted" % scripted.server_address[1])
+    errors = []
+    feed = db.changes(feed="eventsource", callback=lambda seq, changes: None,
+                      on_error=lambda exc: (errors.append(exc), reactor.stop()))
+    feeds.append(feed)
+    run(reactor)
+    assert len(errors) == 1 and isinstance(errors[0], NotAnEventStream)
+    assert "feed='continuous'" in str(errors[0]) and feed.error is errors[0] and not feed.running
+    run_for(reactor, 0.3)
+    assert len(scripted.requests) == 1  # a permanent error: no reconnection

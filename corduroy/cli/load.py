@@ -54,7 +54,7 @@ class Loader:
         self._batches = batches(docs, batch_size)
         self._stopping = False
         #: id -> an Operation completed when the batch writing it has its answer.
-        self._writing: Dict[str, Operation] = {}
+        self._writing: Dict[Optional[str], Operation] = {}  # looked up with doc.get("_id")
 
     def run(self) -> Dict[str, int]:
         """Load every document (blocking); returns ``stats``; raises the first failure."""

@@ -16,14 +16,15 @@ with ``--since`` and the last ``seq`` printed.
 from __future__ import annotations
 
 import argparse
-from typing import Any, Callable, Dict, Generator, Optional
+from typing import Any, Callable, Dict, Generator, List, Optional
 
+from loop import Operation
 from loop.redact import describe
 
 from ..changes import ChangesFeed
 from ..database import Database
 from ..relax import relax
-from ..views import Pager
+from ..views import Pager, Row
 from .errors import ExitCode, UsageError
 from .io import Output, Progress, encode_line
 
@@ -33,12 +34,13 @@ __all__ = ["run_dump", "run_follow", "open_feed", "print_changes"]
 @relax
 def _dump_pages(pager: Pager, output: Output, progress: Progress) -> Generator[Any, Any, int]:
     count = 0
-    page = pager.next_page()
+    # Inside the reactor next_page() returns an Operation (its declared type is the blocking one).
+    page: Operation[List[Row]] = pager.next_page()  # type: ignore[assignment]
     while True:
         rows = yield page
         if not rows:
             return count
-        page = pager.next_page()  # in flight while this one is written
+        page = pager.next_page()  # type: ignore[assignment]  # in flight while this one is written
         try:
             output.write_bytes(b"".join(encode_line(row.doc) for row in rows if row.doc is not None))
         except BaseException:
