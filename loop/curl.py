@@ -968,8 +968,11 @@ class CurlDriver:
             chunks.clear()
             request._chunks = None
         body = request.body
-        if body is not None and len(body) > _BIG_BODY:
-            curl.setopt(_POSTFIELDS, b"")  # do not keep a large body alive in the pool
+        if body is not None:
+            if len(body) > _BIG_BODY:
+                curl.setopt(_POSTFIELDS, b"")  # do not keep a large body alive in the pool
+        elif handle.mode == "upload":
+            self._leave_upload(handle)  # nor a streamed body's file or iterator
         # Never close an easy handle before the multi (see close()): a handle
         # is only ever created when none is free, so the pool stays bounded.
         self._free.append(handle)
@@ -980,6 +983,8 @@ class CurlDriver:
         handle.request = None
         if request is not None and request.body is not None and len(request.body) > _BIG_BODY:
             handle.curl.setopt(_POSTFIELDS, b"")  # do not keep a large body alive in the pool
+        if handle.mode == "upload":
+            self._leave_upload(handle)  # nor a streamed body's file or iterator
         # Never close an easy handle before the multi (see close()): a handle
         # is only ever created when none is free, so the pool stays bounded.
         self._free.append(handle)

@@ -636,3 +636,28 @@ def test_the_rss_benchmark_command_prints_its_figures(couch_url, capsys, tmp_pat
     assert figures["size"] == 3 * 1024 * 1024
     assert {"baseline_kib", "upload_peak_kib", "download_peak_kib", "growth_kib"} <= set(figures)
     assert not list(tmp_path.iterdir())
+
+
+def test_a_failed_upload_lets_go_of_its_source(db, doc):
+    import gc
+    import weakref
+
+    class Chunks:
+        def __init__(self):
+            self.left = [b"abc", "not bytes", b"def"]
+
+        def __iter__(self):
+            return self
+
+        def __next__(self):
+            if not self.left:
+                raise StopIteration
+            return self.left.pop(0)
+
+    chunks = Chunks()
+    gone = weakref.ref(chunks)
+    with pytest.raises(TypeError):
+        db.put_attachment(doc, chunks, "let-go.bin")
+    del chunks
+    gc.collect()
+    assert gone() is None  # the pooled connection keeps no reference to the iterator
