@@ -21,7 +21,7 @@ from typing import Any, Dict, List, Optional, Sequence
 
 from .clients import BASELINE, CLIENTS, client_names, missing_packages
 from .report import add_ratios, format_table, results_dir, write_chart, write_json
-from .targets import Target, make_target, redact
+from .targets import Target, TargetUnavailable, make_target, redact
 from .workloads import DESCRIPTIONS, WORKLOADS
 
 __all__ = ["main", "build_parser", "resolve_config", "run"]
@@ -64,9 +64,12 @@ def build_parser() -> argparse.ArgumentParser:
         epilog="Workloads: " + "; ".join("%s %s" % kv for kv in DESCRIPTIONS.items()),
     )
     t = p.add_argument_group("target")
-    t.add_argument("--target", choices=("canned", "pouchdb", "url"),
-                   help="canned: built-in canned server; pouchdb: the pinned pouchdb-server; url: --url or "
+    t.add_argument("--target", choices=("canned", "pouchdb", "couchdb", "url"),
+                   help="canned: built-in canned server; pouchdb: the pinned pouchdb-server; couchdb: Apache "
+                        "CouchDB 3.4.3 from ../shared/couchdb, started and stopped by the run; url: --url or "
                         "COUCHDB_URL (default: url if one is given, else pouchdb)")
+    t.add_argument("--nodes", type=int, choices=(1, 3),
+                   help="--target couchdb: a single node (default) or a 3-node cluster (requests go to node 1)")
     t.add_argument("--url", help="a CouchDB to load, e.g. http://admin:pw@127.0.0.1:5984 (implies --target url)")
     t.add_argument("--server-pid", type=int, help="pid of the --url server, to measure its CPU time too")
     w = p.add_argument_group("what to run")
@@ -109,6 +112,8 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
     kind = args.target or ("url" if (args.url or os.environ.get("COUCHDB_URL")) else "pouchdb")
     if args.url and kind != "url":
         raise SystemExit("--url goes with --target url")
+    if args.nodes is not None and kind != "couchdb":
+        raise SystemExit("--nodes goes with --target couchdb")
     column = 2 if args.quick else (0 if kind == "canned" else 1)
     config: Dict[str, Any] = {"target": kind, "quick": bool(args.quick)}
     for name, values in DEFAULTS.items():
@@ -140,6 +145,7 @@ def resolve_config(args: argparse.Namespace) -> Dict[str, Any]:
     config["hot"] = min(config["hot"], config["ids"])
     config["url"] = args.url
     config["server_pid"] = args.server_pid
+    config["nodes"] = args.nodes or 1
     config["cell_timeout"] = args.cell_timeout
     config["profile"] = bool(args.profile)
     config["py_spy"] = bool(args.py_spy)
@@ -233,6 +239,10 @@ def run_cell(spec: Dict[str, Any], workdir: str, timeout: float, py_spy: Optiona
         _kill_group(proc)
         proc.communicate()
         return {"status": "error", "reason": "timed out after %gs" % timeout}
+    except BaseException:  # Ctrl-C: the worker runs in its own session, so it must be stopped here
+        _kill_group(proc)
+        proc.wait()
+        raise
     finally:
         try:
             os.unlink(spec_path)
@@ -318,7 +328,7 @@ def _progress(total: int) -> Any:
 def run(config: Dict[str, Any], out_dir: str, chart: bool = True) -> Dict[str, Any]:
     """Run everything ``config`` asks for; return ``{"meta", "config", "results", "json", "png"}``."""
     cells = plan_cells(config)
-    target = make_target(config["target"], config.get("url"), config.get("server_pid"))
+    target = make_target(config["target"], config.get("url"), config.get("server_pid"), config.get("nodes", 1))
     started = time.monotonic()
     workdir = tempfile.mkdtemp(prefix="corduroy-bench-")
     py_spy = None
@@ -431,8 +441,19 @@ def main(argv: Optional[Sequence[str]] = None) -> int:
             print("%-18s %-10s %-22s %s" % (name, info.family, state, info.summary))
         return 0
     config = resolve_config(args)
+    if config["target"] == "couchdb":
+        from .couchdb_cluster import available
+
+        why = available()
+        if why is not None:
+            print("benchmarks: --target couchdb %s" % why, file=sys.stderr)
+            return 3
     out_dir = results_dir(args.out)
-    outcome = run(config, out_dir, chart=not args.no_chart)
+    try:
+        outcome = run(config, out_dir, chart=not args.no_chart)
+    except TargetUnavailable as exc:
+        print("benchmarks: --target %s: %s" % (config["target"], exc), file=sys.stderr)
+        return 3
     print(format_table(outcome["results"], outcome["meta"]))
     print()
     print("raw figures: %s" % outcome["json"])

@@ -57,11 +57,18 @@ def _ms(result: Result, key: str) -> Optional[float]:
     return (result.get("latency_ms") or {}).get(key)
 
 
+def _server_per_1k(result: Result) -> Optional[float]:
+    """The server's CPU seconds per thousand units over the cell (None if its pid was not known)."""
+    server, units = result.get("server_cpu_s"), result.get("units")
+    return server / units * 1000 if server is not None and units else None
+
+
 _COLUMNS = {
     # workload: [(header, width, getter)]
     "default": [
         ("rate/s", 10, lambda r: _num(r.get("rate"))),
         ("CPU s/1k", 9, lambda r: _num(r.get("cpu_per_1k"), 3)),
+        ("srv s/1k", 9, lambda r: _num(_server_per_1k(r), 3)),
         ("p50 ms", 8, lambda r: _num(_ms(r, "p50"), 2)),
         ("p99 ms", 8, lambda r: _num(_ms(r, "p99"), 2)),
     ],
@@ -110,8 +117,12 @@ def format_table(results: Sequence[Result], meta: Dict[str, Any]) -> str:
     """The human-readable table: one block per workload and concurrency."""
     lines: List[str] = []
     target = meta.get("target", {})
+    kind = str(target.get("kind"))
+    if target.get("nodes"):
+        kind += " %s, %s" % (target.get("version") or "?",
+                             "single node" if target["nodes"] == 1 else "%d-node cluster" % target["nodes"])
     lines.append("corduroy benchmarks, target %s (%s), %s" % (
-        target.get("kind"), target.get("url"), "quick run" if meta.get("quick") else "full run"))
+        kind, target.get("url"), "quick run" if meta.get("quick") else "full run"))
     lines.append("Python %s, %s, reactor %s, %s CPUs, load average at start %s" % (
         meta.get("python_version"), meta.get("libcurl"), meta.get("reactor_backend"), meta.get("cpu_count"),
         meta.get("loadavg_start")))
@@ -195,8 +206,12 @@ def write_chart(path: str, results: Sequence[Result], meta: Dict[str, Any]) -> O
         ax.tick_params(axis="x", labelrotation=25, labelsize=8)
         ax.grid(axis="y", alpha=0.3)
     target = meta.get("target", {})
+    kind = str(target.get("kind"))
+    if target.get("nodes"):
+        kind += " %s (%s)" % (target.get("version") or "?",
+                              "single node" if target["nodes"] == 1 else "%d-node cluster" % target["nodes"])
     fig.suptitle("corduroy benchmarks: target %s, Python %s, %s CPUs" % (
-        target.get("kind"), meta.get("python_version"), meta.get("cpu_count")), fontsize=11)
+        kind, meta.get("python_version"), meta.get("cpu_count")), fontsize=11)
     fig.tight_layout(rect=(0, 0, 1, 0.97))
     fig.savefig(path, dpi=90)
     plt.close(fig)

@@ -1,4 +1,4 @@
-"""Where the requests go: the canned server, the pinned pouchdb-server, or any CouchDB URL.
+"""Where the requests go: the canned server, the pinned pouchdb-server, a private Apache CouchDB, or any URL.
 
 A target starts (or reaches) its server, creates and seeds the benchmark
 database, hands out fresh databases for W2, and removes everything it
@@ -19,7 +19,8 @@ from typing import Any, Dict, List, Optional, Tuple
 
 from .fixtures import DESIGN_DOC, VIEW_PATH, make_doc, split_url
 
-__all__ = ["Target", "CannedTarget", "PouchTarget", "UrlTarget", "make_target", "redact"]
+__all__ = ["Target", "CannedTarget", "PouchTarget", "CouchDBTarget", "UrlTarget", "TargetUnavailable",
+           "make_target", "redact"]
 
 SEED_BATCH = 1000
 
@@ -177,6 +178,76 @@ class PouchTarget(Target):
             self.server.stop()
 
 
+class CouchDBTarget(Target):
+    """Apache CouchDB 3.4.3 from ``../shared/couchdb``: one node or a cluster, started and stopped by the run.
+
+    It runs in a private temporary folder on free loopback ports
+    (:class:`benchmarks.couchdb_cluster.PrivateCluster`) with fresh data, and
+    is stopped (its folder deleted) when the run ends, whether it finished,
+    failed or was interrupted.  The account lockout is turned off (a peer that
+    mis-sends credentials must not lock the others out).  The requests go to
+    the first node; the server CPU time measured is that node's.
+    """
+
+    kind = "couchdb"
+
+    def __init__(self, nodes: int = 1) -> None:
+        super().__init__()
+        self.nodes = nodes
+        self.cluster: Any = None
+
+    def start(self, docs: int) -> None:
+        from .couchdb_cluster import PrivateCluster, available
+
+        why = available()
+        if why is not None:
+            raise TargetUnavailable(why)
+        for attempt in range(3):  # another run may have taken the free ports meanwhile: try others
+            self.cluster = PrivateCluster(nodes=self.nodes)
+            try:
+                self.cluster.start()
+                break
+            except RuntimeError:
+                cluster, self.cluster = self.cluster, None
+                try:
+                    cluster.stop()  # start stopped what it launched; this deletes the folder
+                except RuntimeError:
+                    pass
+                if attempt == 2:
+                    raise
+        self.url = self.cluster.url(0).rstrip("/")
+        self.server_pid = self.cluster.pid(0)
+        for i in range(self.nodes):
+            base = self.url if i == 0 else self.cluster.url(i).rstrip("/")
+            status, body = self._request_at(base, "PUT", "/_node/_local/_config/chttpd_auth_lockout/mode", "off")
+            self._check("turning the account lockout off", status, body)
+
+    def _request_at(self, base: str, method: str, path: str, body: Any) -> Tuple[int, Any]:
+        saved, self.url = self.url, base
+        try:
+            return self.request(method, path, body)
+        finally:
+            self.url = saved
+
+    def describe(self) -> Dict[str, Any]:
+        info = super().describe()
+        info["nodes"] = self.nodes
+        return info
+
+    def stop(self) -> None:
+        try:
+            if self.url:
+                super().stop()
+        finally:
+            cluster, self.cluster = self.cluster, None
+            if cluster is not None:
+                cluster.stop()
+
+
+class TargetUnavailable(RuntimeError):
+    """The target cannot run here (e.g. no ``../shared/couchdb``); the message says why."""
+
+
 class UrlTarget(Target):
     """A server someone else runs (``--url`` or ``COUCHDB_URL``), typically Apache CouchDB."""
 
@@ -200,15 +271,17 @@ class UrlTarget(Target):
                 time.sleep(0.2)
 
 
-def make_target(kind: str, url: Optional[str] = None, server_pid: Optional[int] = None) -> Target:
-    """The target for ``--target`` / ``--url``."""
+def make_target(kind: str, url: Optional[str] = None, server_pid: Optional[int] = None, nodes: int = 1) -> Target:
+    """The target for ``--target`` / ``--url`` (``nodes``: for ``couchdb``, 1 or a cluster of 3)."""
     if kind == "canned":
         return CannedTarget()
     if kind == "pouchdb":
         return PouchTarget()
+    if kind == "couchdb":
+        return CouchDBTarget(nodes)
     if kind == "url":
         url = url or os.environ.get("COUCHDB_URL")
         if not url:
             raise ValueError("--target url needs --url URL or COUCHDB_URL")
         return UrlTarget(url, server_pid)
-    raise ValueError("unknown target %r (canned, pouchdb, url)" % kind)
+    raise ValueError("unknown target %r (canned, pouchdb, couchdb, url)" % kind)

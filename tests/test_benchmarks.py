@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import os
+import socket
 import urllib.error
 import urllib.request
 from typing import Optional
@@ -18,6 +19,7 @@ import pytest
 from benchmarks import cli
 from benchmarks.canned import CannedServer
 from benchmarks.clients import CLIENTS
+from benchmarks.couchdb_cluster import available as couchdb_available
 from benchmarks.fixtures import CANNED_REV
 
 from .conftest import couch_request
@@ -111,6 +113,53 @@ def test_against_a_real_server_the_run_cleans_up(couch_url, tmp_path):
     assert status == 200
     assert not [n for n in names if n.startswith("corduroy_bench_")]
     assert ":***@" in data["meta"]["target"]["url"] or "@" not in data["meta"]["target"]["url"]
+
+
+@pytest.mark.skipif(couchdb_available() is not None, reason=couchdb_available() or "")
+def test_couchdb_target_starts_seeds_runs_and_stops_a_real_couchdb(tmp_path):
+    code = cli.main(["--target", "couchdb", "--quick", "--workloads", "W1,W2", "--clients", "corduroy-callback,pycurl",
+                     "--requests", "40", "--concurrency", "4", "--docs", "100", "--batch", "50",
+                     "--out", str(tmp_path), "--no-chart"])
+    assert code == 0
+    data = _load(tmp_path)
+    target = data["meta"]["target"]
+    assert target["kind"] == "couchdb" and target["nodes"] == 1 and target["version"] == "3.4.3"
+    assert ":***@" in target["url"]
+    assert sorted((r["workload"], r["client"]) for r in data["results"]) == [
+        ("W1", "corduroy-callback"), ("W1", "pycurl"), ("W2", "corduroy-callback"), ("W2", "pycurl")]
+    assert all(r["status"] == "ok" and r["errors"] == 0 for r in data["results"]), data["results"]
+    assert all(r.get("server_cpu_s") is not None for r in data["results"])  # the node's pid was known
+    port = int(target["url"].rsplit(":", 1)[1])
+    with socket.socket() as sock:  # the server was stopped at the end
+        assert sock.connect_ex(("127.0.0.1", port)) != 0
+
+
+def test_couchdb_target_without_shared_couchdb_says_so(tmp_path, monkeypatch, capsys):
+    from benchmarks import couchdb_cluster
+
+    monkeypatch.setattr(couchdb_cluster, "DIST", tmp_path / "no-couchdb-here")
+    code = cli.main(["--target", "couchdb", "--quick", "--workloads", "W1", "--out", str(tmp_path)])
+    assert code == 3
+    assert "../shared/couchdb" in capsys.readouterr().err
+    assert not [name for name in os.listdir(tmp_path) if name.endswith(".json")]
+    with pytest.raises(SystemExit):
+        cli.main(["--target", "canned", "--nodes", "3"])
+
+
+def test_the_coalescing_benchmark_runs_every_part(couch_url, capsys):
+    from benchmarks import coalescing
+
+    code = coalescing.main(["--url", couch_url, "--docs", "40", "--gets", "60", "--saves", "30", "--in-flight", "4",
+                            "--batch-sizes", "8", "--parallel", "1,2", "--endpoint-docs", "16",
+                            "--variants", "all_docs,bulk_get/2"])
+    assert code == 0
+    out = capsys.readouterr().out
+    assert "ERRORS" not in out
+    for line in ("bulk_get", "all_docs", "GET /id", "uncoalesced", "coalesced",
+                 "bulk_get/2", "save/s"):
+        assert line in out, line
+    status, names = couch_request(couch_url, "GET", "/_all_dbs")
+    assert not [n for n in names if n.startswith("corduroy_coalesce_")]  # it cleaned up
 
 
 def test_canned_server_answers_couchdb_shapes():
