@@ -44,7 +44,7 @@ _counter = iter(range(10 ** 6))
 
 
 @pytest.fixture
-def dbname(couch: Couch) -> Iterator[str]:
+def cluster_db(couch: Couch) -> Iterator[str]:
     name = "cluster_%d_%d" % (int(time.time() * 1000) % 10 ** 8, next(_counter))
     yield name
     try:
@@ -169,34 +169,34 @@ def _server_ranges(couch: Couch, db: str, ids: List[str]) -> Dict[str, Tuple[str
 
 
 @pytest.mark.slow
-def test_routing_table_agrees_with_the_server_for_10000_ids(couch: Couch, dbname: str) -> None:
-    couch.create(dbname, q=8, n=1)
-    shard_map = couch.cluster.load_map(dbname)
+def test_routing_table_agrees_with_the_server_for_10000_ids(couch: Couch, cluster_db: str) -> None:
+    couch.create(cluster_db, q=8, n=1)
+    shard_map = couch.cluster.load_map(cluster_db)
     assert isinstance(shard_map, ShardMap) and len(shard_map.ranges()) == 8
     assert len(shard_map.nodes) == 3  # n=1, q=8 over 3 nodes: every node holds some range
     ids = _random_ids(10000, random.Random(1))
-    server = _server_ranges(couch, dbname, ids)
+    server = _server_ranges(couch, cluster_db, ids)
     wrong = [i for i in ids if (format_range(*shard_map.range_of(i)), shard_map.owners(i)) != server[i]]
     assert wrong == []
 
 
-def test_routing_of_partitioned_ids_agrees_with_the_server(couch: Couch, dbname: str) -> None:
-    couch.create(dbname, q=8, n=1, partitioned=True)
-    shard_map = couch.cluster.load_map(dbname)
+def test_routing_of_partitioned_ids_agrees_with_the_server(couch: Couch, cluster_db: str) -> None:
+    couch.create(cluster_db, q=8, n=1, partitioned=True)
+    shard_map = couch.cluster.load_map(cluster_db)
     assert shard_map.partitioned
     rng = random.Random(2)
     ids = ["%s:%s" % (p, d) for p, d in zip(_random_ids(1000, rng), _random_ids(1000, rng))
            if ":" not in p][:800] + ["_design/app%d" % i for i in range(20)]
-    server = _server_ranges(couch, dbname, ids)
+    server = _server_ranges(couch, cluster_db, ids)
     wrong = [i for i in ids if (format_range(*shard_map.range_of(i)), shard_map.owners(i)) != server[i]]
     assert wrong == []
 
 
 def test_single_document_requests_go_to_a_node_that_holds_the_document(
-        couch: Couch, dbname: str, caplog: Any) -> None:
-    couch.create(dbname, q=8, n=1)
-    db = couch.database(dbname)
-    shard_map = couch.cluster.load_map(dbname)
+        couch: Couch, cluster_db: str, caplog: Any) -> None:
+    couch.create(cluster_db, q=8, n=1)
+    db = couch.database(cluster_db)
+    shard_map = couch.cluster.load_map(cluster_db)
     name_of = {node.url: node.name for node in couch.cluster.nodes}
     assert all(name_of.values())
     ids = ["doc-%03d" % i for i in range(120)]
@@ -207,7 +207,7 @@ def test_single_document_requests_go_to_a_node_that_holds_the_document(
             assert db.get(doc_id)["_rev"] == doc["_rev"]
     seen = 0
     for record in caplog.records:
-        match = re.match(r"(PUT|GET) (http://127\.0\.0\.1:\d+)/%s/(doc-\d+)(\?.*)? -> 20" % dbname,
+        match = re.match(r"(PUT|GET) (http://127\.0\.0\.1:\d+)/%s/(doc-\d+)(\?.*)? -> 20" % cluster_db,
                          record.getMessage())
         if match:
             seen += 1
@@ -215,13 +215,13 @@ def test_single_document_requests_go_to_a_node_that_holds_the_document(
     assert seen == 240
 
 
-def test_coalesced_reads_go_to_the_nodes_that_hold_them(nodes: PrivateCluster, dbname: str, caplog: Any) -> None:
+def test_coalesced_reads_go_to_the_nodes_that_hold_them(nodes: PrivateCluster, cluster_db: str, caplog: Any) -> None:
     couch = Couch(nodes.urls)
-    couch.create(dbname, q=8, n=1)
-    db = Database(dbname, server=couch.server, coalesce=True)
+    couch.create(cluster_db, q=8, n=1)
+    db = Database(cluster_db, server=couch.server, coalesce=True)
     ids = ["c%03d" % i for i in range(150)]
     db.save([{"_id": i, "n": n} for n, i in enumerate(ids)])
-    shard_map = couch.cluster.load_map(dbname)
+    shard_map = couch.cluster.load_map(cluster_db)
 
     @relax
     def reads() -> Any:
@@ -232,7 +232,7 @@ def test_coalesced_reads_go_to_the_nodes_that_hold_them(nodes: PrivateCluster, d
             reads()
         docs = relax(lambda: (yield [db.get(i) for i in ids]))()
     assert [doc["n"] for doc in docs] == list(range(150))
-    posts = [m.group(1) for m in (re.match(r"POST (http://127\.0\.0\.1:\d+)/%s/_bulk_get" % dbname, r.getMessage())
+    posts = [m.group(1) for m in (re.match(r"POST (http://127\.0\.0\.1:\d+)/%s/_bulk_get" % cluster_db, r.getMessage())
                                   for r in caplog.records) if m]
     # One batch per reactor turn, split by owner: each part went to a node owning every id in it
     # (q=8 n=1 over 3 nodes: three parts per batch, on three different nodes).
@@ -241,10 +241,10 @@ def test_coalesced_reads_go_to_the_nodes_that_hold_them(nodes: PrivateCluster, d
     assert len(owners) == 3
 
 
-def test_unrouted_cluster_spreads_single_document_requests(nodes: PrivateCluster, dbname: str) -> None:
+def test_unrouted_cluster_spreads_single_document_requests(nodes: PrivateCluster, cluster_db: str) -> None:
     couch = Couch(nodes.urls, routing=False)
-    couch.create(dbname, q=8, n=1)
-    db = couch.database(dbname)
+    couch.create(cluster_db, q=8, n=1)
+    db = couch.database(cluster_db)
     db.save({"_id": "one"})
     before = _counts(couch)
 
@@ -255,7 +255,7 @@ def test_unrouted_cluster_spreads_single_document_requests(nodes: PrivateCluster
     reads()
     after = _counts(couch)
     assert all(after[url] - before[url] >= 10 for url in after)  # not pinned to the owner
-    assert couch.cluster.shard_map(dbname) is None  # no routing, no map fetched
+    assert couch.cluster.shard_map(cluster_db) is None  # no routing, no map fetched
 
 
 def test_load_map_of_a_missing_database_raises_not_found(couch: Couch) -> None:
@@ -304,9 +304,9 @@ def _node_back(couch: Couch, nodes: PrivateCluster, i: int, db: Database, doc_id
 
 @pytest.mark.slow
 def test_a_node_stopped_during_5000_gets_fails_none_and_comes_back(
-        couch: Couch, nodes: PrivateCluster, dbname: str, capsys: Any) -> None:
-    couch.create(dbname)  # n=3: every document on every node
-    db = couch.database(dbname)
+        couch: Couch, nodes: PrivateCluster, cluster_db: str, capsys: Any) -> None:
+    couch.create(cluster_db)  # n=3: every document on every node
+    db = couch.database(cluster_db)
     db.save([{"_id": "r%04d" % i, "n": i} for i in range(200)], w=3)
     victim = 1
     results: Counter = Counter()
@@ -339,9 +339,9 @@ def test_a_node_stopped_during_5000_gets_fails_none_and_comes_back(
 
 @pytest.mark.slow
 def test_a_node_stopped_during_1000_writes_loses_nothing_silently(
-        couch: Couch, nodes: PrivateCluster, dbname: str, capsys: Any) -> None:
-    couch.create(dbname)
-    db = couch.database(dbname)
+        couch: Couch, nodes: PrivateCluster, cluster_db: str, capsys: Any) -> None:
+    couch.create(cluster_db)
+    db = couch.database(cluster_db)
     victim = 2
     written: List[str] = []
     unknown: List[str] = []
@@ -371,7 +371,7 @@ def test_a_node_stopped_during_1000_writes_loses_nothing_silently(
     assert len(written) + len(unknown) == 1000 and len(written) >= 900
     # Every write that succeeded is readable through each live node.
     for i in (0, 1):
-        single = Database(nodes.url(i) + "/" + dbname)
+        single = Database(nodes.url(i) + "/" + cluster_db)
         eventually(lambda db=single: _all_present(db, written))  # type: ignore[misc]
     _restart(nodes)
     _node_back(couch, nodes, victim, db, written[0])
@@ -385,9 +385,9 @@ def _all_present(db: Database, ids: List[str]) -> None:
 
 @pytest.mark.slow
 def test_a_follow_feed_whose_node_stops_resumes_on_another_node_exactly_once(
-        couch: Couch, nodes: PrivateCluster, dbname: str) -> None:
-    couch.create(dbname)
-    db = couch.database(dbname)
+        couch: Couch, nodes: PrivateCluster, cluster_db: str) -> None:
+    couch.create(cluster_db)
+    db = couch.database(cluster_db)
     db.save([{"_id": "before-%02d" % i} for i in range(20)], w=3)
     seen: List[str] = []
     expected = ["before-%02d" % i for i in range(20)] + ["after-%02d" % i for i in range(20)]
@@ -408,7 +408,7 @@ def test_a_follow_feed_whose_node_stops_resumes_on_another_node_exactly_once(
                 assert len(busy) == 1, couch.nodes
                 victim_box.append(busy[0])
                 nodes.kill(busy[0]).wait(timeout=60)
-                other = Database(nodes.url((busy[0] + 1) % 3) + "/" + dbname)
+                other = Database(nodes.url((busy[0] + 1) % 3) + "/" + cluster_db)
                 yield other.save([{"_id": "after-%02d" % i} for i in range(20)])
 
     try:
@@ -421,12 +421,12 @@ def test_a_follow_feed_whose_node_stops_resumes_on_another_node_exactly_once(
 
 
 def test_a_write_to_a_stopped_node_with_no_byte_sent_moves_to_another_node(
-        nodes: PrivateCluster, dbname: str) -> None:
+        nodes: PrivateCluster, cluster_db: str) -> None:
     # A cluster client with a node whose port refuses connections: writes never sent there move on.
     dead = "http://admin:admin@127.0.0.1:%d" % (nodes.port + 7)
     couch = Couch([dead, nodes.url(0), nodes.url(1)], routing=False)
-    couch.create(dbname)
-    db = couch.database(dbname)
+    couch.create(cluster_db)
+    db = couch.database(cluster_db)
     for i in range(12):
         db.save({"_id": "m%02d" % i})
     assert len(db.all_docs(keys=["m%02d" % i for i in range(12)])) == 12
@@ -473,9 +473,9 @@ def test_the_cluster_example_runs(nodes: PrivateCluster) -> None:
 # -- stalls and resets, through a fault-injecting proxy in front of one node ----------
 
 def test_a_stalled_node_is_marked_down_reads_move_and_a_sent_write_is_an_unknown_outcome(
-        nodes: PrivateCluster, dbname: str) -> None:
-    Couch(nodes.url(1)).create(dbname)
-    Database(nodes.url(1) + "/" + dbname).save([{"_id": "s%02d" % i, "n": i} for i in range(12)], w=3)
+        nodes: PrivateCluster, cluster_db: str) -> None:
+    Couch(nodes.url(1)).create(cluster_db)
+    Database(nodes.url(1) + "/" + cluster_db).save([{"_id": "s%02d" % i, "n": i} for i in range(12)], w=3)
     said: List[str] = []
     logger = logging.getLogger("corduroy")
     handler = logging.Handler(logging.INFO)
@@ -487,7 +487,7 @@ def test_a_stalled_node_is_marked_down_reads_move_and_a_sent_write_is_an_unknown
         with FaultProxy("127.0.0.1", nodes.port) as proxy:
             proxied = "http://admin:admin@127.0.0.1:%d" % proxy.port
             couch = Couch([proxied, nodes.url(1), nodes.url(2)], routing=False, idle_timeout=1)
-            db = couch.database(dbname)
+            db = couch.database(cluster_db)
             assert db.get("s00")["n"] == 0
             proxy.stall()
             docs = relax(lambda: (yield [db.get("s%02d" % i) for i in range(12)]))()
@@ -497,7 +497,7 @@ def test_a_stalled_node_is_marked_down_reads_move_and_a_sent_write_is_an_unknown
             assert any("cluster node http://127.0.0.1:%d is down" % proxy.port in m for m in said), said
             # A write that reached the stalled node (its request went up, no answer came back): unknown outcome.
             with pytest.raises(UnknownOutcome):
-                couch.server.request("PUT", "/%s/held" % dbname, json={"x": 1}, node=couch.cluster.nodes[0]).wait()
+                couch.server.request("PUT", "/%s/held" % cluster_db, json={"x": 1}, node=couch.cluster.nodes[0]).wait()
             assert not couch.nodes[0]["up"]  # still stalled: still down
             proxy.resume()
             def back() -> None:
@@ -511,30 +511,30 @@ def test_a_stalled_node_is_marked_down_reads_move_and_a_sent_write_is_an_unknown
         logger.setLevel(old_level)
 
 
-def test_reads_reset_mid_body_move_to_another_node(nodes: PrivateCluster, dbname: str) -> None:
-    Couch(nodes.url(1)).create(dbname)
+def test_reads_reset_mid_body_move_to_another_node(nodes: PrivateCluster, cluster_db: str) -> None:
+    Couch(nodes.url(1)).create(cluster_db)
     big = {"_id": "big", "blob": "x" * 200000}
-    Database(nodes.url(1) + "/" + dbname).save(big, w=3)
+    Database(nodes.url(1) + "/" + cluster_db).save(big, w=3)
     with FaultProxy("127.0.0.1", nodes.port) as proxy:
         proxied = "http://admin:admin@127.0.0.1:%d" % proxy.port
         couch = Couch([proxied, nodes.url(1), nodes.url(2)], routing=False, retries=0)
-        db = couch.database(dbname)
+        db = couch.database(cluster_db)
         proxy.reset_after(1000)  # the next answer through node 1's proxy dies after 1000 bytes
-        got = [couch.server.request("GET", "/%s/big" % dbname, node=couch.cluster.nodes[0]).wait()]
+        got = [couch.server.request("GET", "/%s/big" % cluster_db, node=couch.cluster.nodes[0]).wait()]
         assert got[0]["blob"] == big["blob"]  # moved to another node, though retries are off
         assert not couch.nodes[0]["up"]
         assert db.get("big")["_rev"] == got[0]["_rev"]
 
 
 def test_a_total_timeout_while_the_answer_arrives_is_the_requests_not_the_nodes(
-        nodes: PrivateCluster, dbname: str) -> None:
-    Couch(nodes.url(1)).create(dbname)
-    Database(nodes.url(1) + "/" + dbname).save({"_id": "big", "blob": "x" * 300000}, w=3)
+        nodes: PrivateCluster, cluster_db: str) -> None:
+    Couch(nodes.url(1)).create(cluster_db)
+    Database(nodes.url(1) + "/" + cluster_db).save({"_id": "big", "blob": "x" * 300000}, w=3)
     with FaultProxy("127.0.0.1", nodes.port) as proxy:
         proxied = "http://admin:admin@127.0.0.1:%d" % proxy.port
         couch = Couch([proxied, nodes.url(1), nodes.url(2)], routing=False, timeout=1, idle_timeout=None)
         proxy.stall(after=2000)  # the status line and some of the body, then nothing
         with pytest.raises(Timeout):
-            couch.server.request("GET", "/%s/big" % dbname, node=couch.cluster.nodes[0]).wait()
+            couch.server.request("GET", "/%s/big" % cluster_db, node=couch.cluster.nodes[0]).wait()
         assert couch.nodes[0]["up"]  # the node answered; the caller's time ran out
         proxy.resume()
