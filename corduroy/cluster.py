@@ -241,6 +241,16 @@ class Cluster:
         else:
             request.on_done = _Bound(self, node)
 
+    def resend(self, request: Request) -> None:
+        """Book ``request``, about to be sent again, to its node; to another one if its node is down."""
+        node = self.node_of_url(request.url)
+        if node is None or not node.up:
+            target = self.pick(_path_of(request.url, node), exclude=node)
+            if target.up or node is None:
+                self.move(request, target)
+                node = target
+        self.bind(request, node)
+
     def move(self, request: Request, node: Node) -> None:
         """Point ``request``'s URL at ``node`` (before it is submitted again)."""
         old = self.node_of_url(request.url)

@@ -964,15 +964,8 @@ class Server:
         op = request.context[0]
         if op.done():  # cancelled while waiting
             return
-        cluster = self.cluster
-        if cluster is not None:
-            node = cluster.node_of_url(request.url)
-            if node is None or not node.up:  # gone down meanwhile: another node, if one is up
-                target = cluster.pick(request.url[len(node.url):].split("?", 1)[0] if node else "", exclude=node)
-                if target.up or node is None:
-                    cluster.move(request, target)
-                    node = target
-            cluster.bind(request, node)
+        if self.cluster is not None:
+            self.cluster.resend(request)
         try:
             op.reactor.curl.submit(request)
         except RuntimeError as exc:  # the reactor's curl driver was closed meanwhile
