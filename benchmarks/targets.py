@@ -129,8 +129,16 @@ class Target:
         status, body = self.request("PUT", "/%s/%s" % (self.db, DESIGN_DOC["_id"]), DESIGN_DOC)
         self._check("writing the design document", status, body)
         if view:  # build the index now, not during the first timed read
-            status, body = self.request("GET", "/%s%s?limit=1" % (self.db, VIEW_PATH), timeout=1800)
-            self._check("building the view index", status, body)
+            deadline = time.monotonic() + 3600
+            while True:
+                status, body = self.request("GET", "/%s%s?limit=1" % (self.db, VIEW_PATH), timeout=1800)
+                # CouchDB gives up on a request after a minute (500 "timeout") while the
+                # indexer goes on; asking again waits for the same build.
+                if status == 500 and isinstance(body, dict) and body.get("error") == "timeout" \
+                        and time.monotonic() < deadline:
+                    continue
+                self._check("building the view index", status, body)
+                break
 
     def fresh_db(self) -> str:
         """A new empty database for one W2 cell."""

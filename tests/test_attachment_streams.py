@@ -29,7 +29,8 @@ def db(couch_url: str, dbname: str) -> Database:
 @pytest.fixture
 def doc(db: Database) -> dict:
     doc = {"_id": "disk", "title": "An image"}
-    db.save(doc)
+    # every copy has it (tests.consistency): _all_docs finds it, and a save without _rev meets a 409 everywhere
+    db.save(doc, w=EVERY_COPY)
     return doc
 
 

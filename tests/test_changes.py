@@ -126,7 +126,8 @@ def test_normal_feed(style, db):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_since_limit_include_docs(style, db):
-    db.save([{"_id": "a", "n": 1}, {"_id": "b", "n": 2}, {"_id": "c", "n": 3}])
+    # On every copy: the last read below is outside the eventually (tests.consistency).
+    db.save([{"_id": "a", "n": 1}, {"_id": "b", "n": 2}, {"_id": "c", "n": 3}], w=EVERY_COPY)
 
     def read():
         everything = db.changes().results
@@ -578,7 +579,8 @@ def test_dead_connection_is_detected_by_missing_heartbeats(couch_url, db, reacto
 
 
 def test_since_now_survives_a_drop_before_the_first_change(couch_url, db, reactor, proxy, feeds):
-    db.save({"_id": "old"})
+    # On every copy before "now" is read: a lagging copy would send "old" as new (tests.consistency).
+    db.save({"_id": "old"}, w=EVERY_COPY)
     watched = through(proxy, couch_url, db)
     seen = []
     feed = watched.changes(feed="continuous", callback=lambda seq, changes: seen.extend(changes),

@@ -20,10 +20,10 @@ from typing import Any, Dict, List, Optional, Tuple
 
 import pytest
 
-from corduroy import Couch, Database, __version__
+from corduroy import Conflict, Couch, Database, __version__
 from corduroy.cli import ExitCode, main
 from tests.conftest import couch_request
-from tests.consistency import EVERY_COPY, eventually_equal
+from tests.consistency import EVERY_COPY, eventually, eventually_equal, until_conflict
 from tests.proxy import FaultProxy
 from tests.server.launcher import free_port
 
@@ -242,38 +242,49 @@ def test_info_of_the_server_and_of_a_database(capsys: Any, couch_url: str, db: D
 
 # -- get, put, delete ---------------------------------------------------------
 def test_put_get_delete(capsys: Any, couch_url: str, db: Database) -> None:
-    code, out, _ = cli(capsys, couch_url, "put", db.name, "a/b c", "--data", '{"x": 1, "s": "\u00e9"}')
-    assert code == 0
-    [saved] = lines(out)
-    assert saved["ok"] is True and saved["id"] == "a/b c" and saved["rev"].startswith("1-")
-    assert db.get("a/b c")["s"] == "\u00e9"
+    first: Dict[str, Any] = {}
 
-    code, out, _ = cli(capsys, couch_url, "get", db.name, "a/b c")
-    [doc] = lines(out)
-    assert code == 0 and doc == {"_id": "a/b c", "_rev": saved["rev"], "x": 1, "s": "\u00e9"}
+    def attempt(n: int) -> Any:
+        doc_id = "a/b c" + ("" if n == 0 else " %d" % n)  # a fresh document each try
+        code, out, _ = cli(capsys, couch_url, "put", db.name, doc_id, "--data", '{"x": 1, "s": "\u00e9"}')
+        assert code == 0
+        [saved] = lines(out)
+        assert saved["ok"] is True and saved["id"] == doc_id and saved["rev"].startswith("1-")
+        assert db.get(doc_id)["s"] == "\u00e9"
 
-    # An update needs the current revision...
-    code, out, err = cli(capsys, couch_url, "put", db.name, "a/b c", "--data", '{"x": 2}')
-    assert code == ExitCode.CONFLICT == 5 and out == ""
-    assert "conflict" in one_line_error(err)
-    code, out, _ = cli(capsys, couch_url, "put", db.name, "a/b c", "--data", '{"x": 2}', "--rev", saved["rev"])
+        code, out, _ = cli(capsys, couch_url, "get", db.name, doc_id)
+        [doc] = lines(out)
+        assert code == 0 and doc == {"_id": doc_id, "_rev": saved["rev"], "x": 1, "s": "\u00e9"}
+
+        # An update needs the current revision...
+        code, out, err = cli(capsys, couch_url, "put", db.name, doc_id, "--data", '{"x": 2}')
+        if code == 0:  # accepted by a copy the first put had not reached yet (a cluster: tests.consistency)
+            return out
+        assert code == ExitCode.CONFLICT == 5 and out == ""
+        assert "conflict" in one_line_error(err)
+        first.update(id=doc_id, saved=saved)
+        raise Conflict(err)
+
+    until_conflict(attempt)
+    doc_id, saved = first["id"], first["saved"]
+    code, out, _ = cli(capsys, couch_url, "put", db.name, doc_id, "--data", '{"x": 2}', "--rev", saved["rev"])
     [second] = lines(out)
     assert code == 0 and second["rev"].startswith("2-")
     # ...or --force.
-    code, out, _ = cli(capsys, couch_url, "put", db.name, "a/b c", "-d", '{"x": 3}', "--force")
+    code, out, _ = cli(capsys, couch_url, "put", db.name, doc_id, "-d", '{"x": 3}', "--force")
     [third] = lines(out)
-    assert code == 0 and third["rev"].startswith("3-") and db.get("a/b c")["x"] == 3
+    assert code == 0 and third["rev"].startswith("3-") and db.get(doc_id)["x"] == 3
 
-    code, out, _ = cli(capsys, couch_url, "get", db.name, "a/b c", "--rev", second["rev"])
+    code, out, _ = cli(capsys, couch_url, "get", db.name, doc_id, "--rev", second["rev"])
     assert code == 0 and lines(out)[0]["x"] == 2
 
     # delete with a stale revision conflicts; without --rev it takes the current one.
-    code, _, err = cli(capsys, couch_url, "delete", db.name, "a/b c", "--rev", saved["rev"])
+    code, _, err = cli(capsys, couch_url, "delete", db.name, doc_id, "--rev", saved["rev"])
     assert code == ExitCode.CONFLICT and "conflict" in one_line_error(err)
-    code, out, _ = cli(capsys, couch_url, "delete", db.name, "a/b c")
+    code, out, _ = cli(capsys, couch_url, "delete", db.name, doc_id)
     [deleted] = lines(out)
-    assert code == 0 and deleted["id"] == "a/b c" and deleted["rev"].startswith("4-")
-    code, out, err = cli(capsys, couch_url, "get", db.name, "a/b c")
+    assert code == 0 and deleted["id"] == doc_id and deleted["rev"].startswith("4-")
+    code, out, err = cli(capsys, couch_url, "get", db.name, doc_id)
     assert code == ExitCode.NOT_FOUND and out == "" and "not found" in one_line_error(err)
     code, _, err = cli(capsys, couch_url, "delete", db.name, "never-was")
     assert code == ExitCode.NOT_FOUND and "not found" in one_line_error(err)
@@ -422,7 +433,14 @@ def test_load_writes_every_document_and_sums_up(capsys: Any, couch_url: str, db:
     assert code == 0 and err == ""
     assert lines(out) == [{"read": 252, "loaded": 252, "skipped": 0, "conflicts": 0, "rejected": 0}]
     eventually_equal(lambda: db.info()["doc_count"], 252)
-    stored = {row.id: without_rev(row.doc) for row in db.all_docs(include_docs=True)}
+
+    def every_document() -> Dict[str, Any]:
+        # _all_docs reads whichever copy of each shard answers first (eventually consistent on a cluster)
+        found = {row.id: without_rev(row.doc) for row in db.all_docs(include_docs=True)}
+        assert len(found) == 252
+        return found
+
+    stored = eventually(every_document)
     for doc in docs[:250]:
         assert stored[doc["_id"]] == doc
     generated = [d for d in stored.values() if "no" in d]
@@ -463,22 +481,32 @@ def test_load_keeps_several_batches_in_flight(capsys: Any, couch_url: str, db: D
 
 def test_load_reports_each_conflict_and_exits_1(capsys: Any, couch_url: str, db: Database,
                                                 tmp_path: Path) -> None:
-    db.save([{"_id": "d0003", "old": True}, {"_id": "d0007", "old": True}], w=EVERY_COPY)
-    # The same id twice in the file: the second one starts a new batch, and that
-    # batch waits for the one writing the first (on a cluster, two concurrent
-    # creations of one id may both be accepted), so the first wins everywhere.
-    docs = some_docs(10) + [{"_id": "d0009", "again": True}]
-    path = write_jsonl(tmp_path / "docs.jsonl", docs)
-    code, out, err = cli(capsys, couch_url, "load", db.name, str(path), "--batch-size", "4")
-    assert code == ExitCode.PARTIAL == 1
-    assert lines(out) == [{"read": 11, "loaded": 8, "skipped": 0, "conflicts": 3, "rejected": 0}]
-    assert sorted(err.splitlines()) == ['corduroy: conflict: "d0003"', 'corduroy: conflict: "d0007"',
-                                        'corduroy: conflict: "d0009"']
-    assert db.get("d0003") == {"_id": "d0003", "_rev": db.get("d0003")["_rev"], "old": True}
-    assert db.get("d0005")["n"] == 5
-    kept = db.get("d0009", conflicts=True)
-    assert kept["n"] == 9 and "again" not in kept and "_conflicts" not in kept
-    eventually_equal(lambda: db.info()["doc_count"], 10)
+    def attempt(n: int) -> Any:
+        p = "d" if n == 0 else "r%d-d" % n  # fresh ids each try
+        db.save([{"_id": p + "0003", "old": True}, {"_id": p + "0007", "old": True}], w=EVERY_COPY)
+        # The same id twice in the file: the second one starts a new batch, and that
+        # batch waits for the one writing the first, so the first wins. (On a cluster a
+        # copy the first write has not reached yet may accept the second: tests.consistency.)
+        docs = some_docs(10, p) + [{"_id": p + "0009", "again": True}]
+        path = write_jsonl(tmp_path / ("docs%d.jsonl" % n), docs)
+        code, out, err = cli(capsys, couch_url, "load", db.name, str(path), "--batch-size", "4")
+        assert code == ExitCode.PARTIAL == 1
+        conflicts = ['corduroy: conflict: "%s0003"' % p, 'corduroy: conflict: "%s0007"' % p]
+        if sorted(err.splitlines()) == conflicts:  # the second d0009 was accepted
+            assert lines(out) == [{"read": 11, "loaded": 9, "skipped": 0, "conflicts": 2, "rejected": 0}]
+            return out
+        assert lines(out) == [{"read": 11, "loaded": 8, "skipped": 0, "conflicts": 3, "rejected": 0}]
+        assert sorted(err.splitlines()) == conflicts + ['corduroy: conflict: "%s0009"' % p]
+        assert db.get(p + "0003") == {"_id": p + "0003", "_rev": db.get(p + "0003")["_rev"], "old": True}
+        assert db.get(p + "0005")["n"] == 5
+        kept = db.get(p + "0009", conflicts=True)
+        assert kept["n"] == 9 and "again" not in kept and "_conflicts" not in kept
+        tries.append(n)
+        raise Conflict(err)
+
+    tries: List[int] = []
+    until_conflict(attempt)
+    eventually_equal(lambda: db.info()["doc_count"], 10 * (tries[0] + 1))
 
 
 def test_load_reports_rejected_documents(capsys: Any, couch_url: str, db: Database, tmp_path: Path) -> None:
@@ -561,8 +589,14 @@ def test_load_skip_existing_resumes_after_an_interruption(couch_url: str, db: Da
     assert code == ExitCode.INTERRUPTED == 130
     line = one_line_error(err)
     assert "interrupted" in line and "--skip-existing" in line
-    before = couch_request(couch_url, "GET", "/" + db.name)[1]["doc_count"]
-    assert 500 <= before < total
+
+    def count_before() -> int:
+        # another copy than the one counted above may still lag behind it (tests.consistency)
+        count = couch_request(couch_url, "GET", "/" + db.name)[1]["doc_count"]
+        assert 500 <= count < total
+        return count
+
+    before = eventually(count_before)
     done = run(couch_url, "load", db.name, str(path), "--skip-existing", "--batch-size", "500")
     assert done.returncode == 0, done.stderr
     summary = json.loads(done.stdout)
@@ -604,7 +638,8 @@ def test_load_reports_a_lost_server_and_how_to_resume(capsys: Any, couch_url: st
 def test_load_skip_existing_reloads_deleted_documents(capsys: Any, couch_url: str, db: Database,
                                                       tmp_path: Path) -> None:
     db.save([{"_id": "d0000"}, {"_id": "d0001"}], w=EVERY_COPY)
-    db.delete(db.get("d0001"))
+    # deleted in every copy: --skip-existing asks _all_docs, which reads any copy (tests.consistency)
+    db.save(dict(db.get("d0001"), _deleted=True), w=EVERY_COPY)
     path = write_jsonl(tmp_path / "docs.jsonl", some_docs(3) + [{"no": "id"}])
     code, out, _ = cli(capsys, couch_url, "load", db.name, str(path), "--skip-existing")
     assert code == 0
@@ -614,7 +649,7 @@ def test_load_skip_existing_reloads_deleted_documents(capsys: Any, couch_url: st
 
 def test_dump_then_load_keep_revs_restores_exactly(capsys: Any, couch_url: str, db: Database, dbname: str,
                                                    tmp_path: Path) -> None:
-    db.save(some_docs(20))
+    db.save(some_docs(20), w=EVERY_COPY)  # in every copy before dump reads _all_docs (tests.consistency)
     doc = db.get("d0004")
     doc["edited"] = True
     db.save(doc, w=EVERY_COPY)
@@ -628,7 +663,9 @@ def test_dump_then_load_keep_revs_restores_exactly(capsys: Any, couch_url: str, 
         assert code == 0, err
         assert lines(out)[0]["loaded"] == 20
         assert copy.get("d0004")["_rev"] == doc["_rev"] and copy.get("d0004")["edited"] is True
-        assert {r.id: r.value["rev"] for r in copy.all_docs()} == {r.id: r.value["rev"] for r in db.all_docs()}
+        # the load is under test: its writes reach every copy of `copy` a moment later (tests.consistency)
+        eventually_equal(lambda: {r.id: r.value["rev"] for r in copy.all_docs()},
+                         {r.id: r.value["rev"] for r in db.all_docs()})
         # Into an empty database, a dump as it is conflicts (its revisions are not there);
         # --strip-revs loads it as new documents.
         Couch(couch_url).delete(copy.name)
@@ -648,16 +685,24 @@ def test_dump_then_load_keep_revs_restores_exactly(capsys: Any, couch_url: str, 
 
 def test_load_progress_bar_only_when_asked_or_on_a_terminal(couch_url: str, db: Database, tmp_path: Path) -> None:
     path = write_jsonl(tmp_path / "docs.jsonl", some_docs(50))
-    done = run(couch_url, "load", db.name, str(path))
+    done = run(couch_url, "load", db.name, str(write_jsonl(tmp_path / "more.jsonl", some_docs(50, "e"))))
     assert done.returncode == 0 and done.stderr == b""  # piped: quiet
+    # In every copy, so that each copy refuses the load below (a cluster: tests.consistency).
+    db.save(some_docs(50), w=EVERY_COPY)
     done = run(couch_url, "load", db.name, str(path), "--strip-revs", "--progress")
     err = done.stderr.decode()
     assert done.returncode == ExitCode.PARTIAL
     assert "50/50" in err and "doc/s" in err  # count, total and rate
     assert err.count('corduroy: conflict: "d00') == 50
-    done = run(couch_url, "dump", db.name, "--progress")
-    assert done.returncode == 0 and len(done.stdout.splitlines()) == 50
-    assert "50/50" in done.stderr.decode() and "doc/s" in done.stderr.decode()
+
+    def dump() -> str:
+        # dump reads _all_docs, maybe from a copy the first load has not reached yet (tests.consistency)
+        done = run(couch_url, "dump", db.name, "--progress")
+        assert done.returncode == 0 and len(done.stdout.splitlines()) == 100
+        return done.stderr.decode()
+
+    err = eventually(dump)
+    assert "100/100" in err and "doc/s" in err
 
 
 # -- dump and follow ----------------------------------------------------------------
@@ -716,7 +761,7 @@ def test_dump_into_a_closed_pipe_stops_quietly(couch_url: str, db: Database) -> 
 
 
 def test_dump_changes_follows_until_interrupted(couch_url: str, db: Database) -> None:
-    db.save(some_docs(5))
+    db.save(some_docs(5), w=EVERY_COPY)  # in every copy before dump reads them (tests.consistency)
     dumping = Running(couch_url, "dump", db.name, "--changes")
     try:
         # In no particular order: _changes is ordered only within a shard (CouchDB).
@@ -734,7 +779,7 @@ def test_dump_changes_follows_until_interrupted(couch_url: str, db: Database) ->
 
 
 def test_follow_from_the_start_with_limit_and_resume(capsys: Any, couch_url: str, db: Database) -> None:
-    db.save(some_docs(4))
+    db.save(some_docs(4), w=EVERY_COPY)  # in every copy before the feed reads them (tests.consistency)
     code, out, err = cli(capsys, couch_url, "follow", db.name, "--limit", "3")
     assert code == 0 and err == ""
     changes = lines(out)
@@ -762,8 +807,8 @@ def test_follow_from_the_start_with_limit_and_resume(capsys: Any, couch_url: str
 
 def test_follow_with_a_filter(capsys: Any, couch_url: str, db: Database) -> None:
     db.save({"_id": "_design/f", "filters": {
-        "atleast": "function(doc, req) { return doc.n >= parseInt(req.query.min, 10); }"}})
-    db.save(some_docs(6))
+        "atleast": "function(doc, req) { return doc.n >= parseInt(req.query.min, 10); }"}}, w=EVERY_COPY)
+    db.save(some_docs(6), w=EVERY_COPY)  # in every copy before the feed reads them (tests.consistency)
     code, out, _ = cli(capsys, couch_url, "follow", db.name, "--filter", "f/atleast", "--param", "min=4",
                        "--limit", "2")
     assert code == 0 and sorted(c["id"] for c in lines(out)) == ["d0004", "d0005"]
@@ -854,8 +899,10 @@ def test_the_guide_commands_run(couch_url: str) -> None:
             done = subprocess.run(["bash", "-c", python + command[len("corduroy"):]], capture_output=True,
                                   env=env_for(couch_url), cwd=str(ROOT), timeout=60)
             assert done.returncode == 0, "%s\n%s" % (command, done.stderr.decode())
-        assert [r["key"] for r in lines(run(couch_url, "view", "people", "people/by_field", "--group")
-                                        .stdout.decode())] == ["computing", "mathematics"]
+        # a view reads any copy: the last edits reach every copy a moment later (tests.consistency)
+        eventually_equal(lambda: [r["key"] for r in lines(run(couch_url, "view", "people", "people/by_field",
+                                                              "--group").stdout.decode())],
+                         ["computing", "mathematics"])
     finally:
         for name in names:
             couch_request(couch_url, "DELETE", "/" + name)

@@ -140,7 +140,7 @@ def test_batch_save_with_deleted_docs_deletes_them(style, db):
 
 @pytest.mark.parametrize("style", STYLES)
 def test_get_many_keeps_order_with_none_for_missing(style, db):
-    db.save([{"_id": "a", "v": 1}, {"_id": "b", "v": 2}])
+    db.save([{"_id": "a", "v": 1}, {"_id": "b", "v": 2}], w=EVERY_COPY)  # read back through _all_docs
     docs = call(style, db.get, ["b", "missing", "a"])
     assert [d and d.v for d in docs] == [2, None, 1]
     assert call(style, db.get, []) == []

@@ -21,7 +21,7 @@ from corduroy import (
 )
 from corduroy.http import finish
 from corduroy.retry import RetryPolicy
-from tests.consistency import EVERY_COPY
+from tests.consistency import EVERY_COPY, eventually_equal
 from tests.proxy import FaultProxy
 
 WAIT = 20.0  # the most any scenario may take before the test fails as a hang
@@ -176,8 +176,13 @@ def test_post_write_cut_off_is_an_unknown_outcome_and_applied_once(reactor, prox
     _, status, _ = outcome(reactor, post)
     assert isinstance(status.exception, UnknownOutcome)
     assert proxy.accepted == 1
-    rows = finish(db.server.request("GET", "/" + db.name + "/_all_docs", params={"include_docs": True}), None)
-    assert [r["doc"]["kind"] for r in rows["rows"] if r["doc"].get("kind")] == ["posted"]
+
+    def posted():
+        # _all_docs reads any copy, maybe one the write has not reached yet (tests.consistency)
+        rows = finish(db.server.request("GET", "/" + db.name + "/_all_docs", params={"include_docs": True}), None)
+        return [r["doc"]["kind"] for r in rows["rows"] if r["doc"].get("kind")]
+
+    eventually_equal(posted, ["posted"])
     assert_serving(reactor, proxy, watched)
 
 

@@ -15,6 +15,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 from typing import Any, Callable, Dict, List, Tuple
 
@@ -24,7 +25,7 @@ import loop
 from corduroy import Couch, Database
 from loop.backends.aio import reactor_for_loop
 from tests.conftest import couch_request
-from tests.consistency import EVERY_COPY, eventually
+from tests.consistency import EVERY_COPY, SETTLE, eventually
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "examples"
 _loaded: Dict[str, Any] = {}
@@ -195,12 +196,13 @@ def test_rankings_updater_saves_the_score_then_answers_the_highscores(tornado, c
     player, score, expected = LEADERBOARD_AFTER[style]
 
     async def scenario(port: int) -> Any:
-        for _ in range(20):
+        deadline = time.monotonic() + SETTLE
+        while True:
             response = await tornado_fetch(port, "/%s/rankings/%s" % (style, player), "POST", str(score))
             # The handler reads the rankings view right after saving the score: a
-            # cluster's view may not show that save yet (tests.consistency). Posting
-            # the same score again is harmless; a single node is right the first time.
-            if response.code != 200 or rankings_of(response) == expected:
+            # cluster's view may not show that save (or the players') yet (tests.consistency).
+            # Posting the same score again is harmless; a single node is right the first time.
+            if response.code != 200 or rankings_of(response) == expected or time.monotonic() > deadline:
                 break
             await asyncio.sleep(0.05)
         stored = await db.get(player)

@@ -40,9 +40,12 @@ def index_in_use(db: Database, fields: List[str], ddoc: str, name: str) -> None:
 
     An index is a design document, and a cluster's query planner reads design
     documents from any copy (tests.consistency): for a moment after ``_index``
-    a sort may still find no index.
+    a sort may still find no index. ``_index`` writes it at quorum, so it is
+    saved again (unchanged) with ``w=EVERY_COPY``: every query the test then
+    makes, not only the first one, finds the index.
     """
-    db.index(fields, ddoc=ddoc, name=name)
+    created = db.index(fields, ddoc=ddoc, name=name)
+    db.save(db.get(created["id"]), w=EVERY_COPY)
 
     def planned() -> None:
         try:

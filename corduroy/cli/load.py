@@ -6,8 +6,11 @@ the next batch, optionally asks ``_all_docs`` which of its ids exist, and
 saves it).  Memory holds at most ``concurrency`` batches, whatever the size of
 the file.  An id that appears twice in the file is written in order: the batch
 holding the second waits until the batch holding the first has been answered
-(so the first one wins and the second is a conflict, also on a cluster, where
-two concurrent creations of one id may both be accepted).  A regular file is
+(so the first one wins and the second is a conflict: never two creations of
+one id at once, which a cluster may both accept).  On a cluster a copy of the
+shard that has not yet caught up with the first write can still accept the
+second (CouchDB answers 202 and keeps both as conflicting revisions); and
+``--skip-existing`` asks ``_all_docs``, which any copy answers.  A regular file is
 checked line by line before anything is sent (a bad line is an error, and
 nothing is written); stdin is checked as it is read.
 
