@@ -21,9 +21,11 @@ How the sockets reach the reactor is the driver's *mode*:
     done: ``fdset()`` after each ``perform()`` says which.  (Output edges
     would wake the reactor for every acknowledgement, and curl may stop
     writing before the socket is full, after which no edge comes.)  The
-    price is that each wake-up visits every running transfer, so thousands
-    of quiet long-lived transfers (continuous feeds) cost more per wake-up
-    here.
+    price is that such a wake-up visits every running transfer; so with
+    many transfers running and only one or a few sockets ready, it runs
+    ``socket_action`` on just those instead (see :data:`SPARSE_FROM`).
+    Thousands of quiet long-lived transfers (continuous feeds) still cost
+    more here than in batch mode, on every wake-up with many sockets ready.
 ``"batch"``
     The same private epoll set, level-triggered with the events curl asks
     for; each ready socket gets its own ``socket_action``, and
@@ -113,6 +115,18 @@ _BIG_BODY = 64 * 1024
 
 #: The driver's modes (see the module's docstring).
 MODES = ("perform", "batch", "watch")
+
+#: perform mode, with at least SPARSE_FROM transfers running: a wake-up on
+#: which at most one socket in SPARSE_RATIO is ready runs
+#: ``socket_action`` on just those sockets, and a due timer or a new
+#: transfer runs only the transfers whose time came, instead of a
+#: ``perform()`` that visits (and reads from) every transfer.  Against a
+#: server that answers one request at a time (CouchDB), most wake-ups find
+#: one socket ready among all those in flight; against one that answers
+#: many at once, one ``perform()`` for all of them is cheaper (measured:
+#: docs/guide/performance.rst, Which curl mode to run).
+SPARSE_FROM = 16
+SPARSE_RATIO = 64
 
 _epoll: Any = getattr(select, "epoll", None)
 if _epoll is not None:
@@ -290,6 +304,11 @@ class CurlDriver:
         self._epoll: Any = None
         self._epoll_watcher: Any = None
         self._levels: set = set()  # perform mode: sockets watched level-triggered (curl is sending)
+        #: perform mode: may a wake-up run just its ready sockets (see SPARSE_FROM)?
+        self._sparse = mode == "perform"
+        #: perform mode: how many wake-ups ran just their ready sockets (see SPARSE_FROM).
+        self.sparse_wakeups = 0
+        self._stale_table = False  # perform mode: a perform() since the last socket_all()
         #: How many times the reactor has woken the driver for socket events.
         self.wakeups = 0
         if mode == "perform":
@@ -813,20 +832,67 @@ class CurlDriver:
         self._settle(running)
 
     def _on_epoll_perform(self, _fd: int, _events: int) -> None:
-        """Some curl socket changed state: consume the edges, then run every transfer that can move."""
+        """Some curl socket changed state: consume the edges, then run the transfers that can move."""
         if self._closed:  # closed earlier in this reactor turn
             return
         self.wakeups += 1
-        self._epoll.poll(0)
-        self._run()
+        self._step()
 
-    def _run(self) -> None:
-        """perform mode: one ``perform()``, then drain finished transfers and re-arm the timer."""
+    def _step(self) -> None:
+        """perform mode: take the ready sockets (the edges), then run all transfers or just those.
+
+        Just those (``socket_action`` on each, which also runs the transfers
+        whose time came, new ones included) when few of many are ready (see
+        :data:`SPARSE_FROM`); all of them (one ``perform()``) otherwise.
+        """
         if self._closed:
             return
+        ready = self._epoll.poll(0)
+        active = self._active
+        if self._sparse and active >= SPARSE_FROM and len(ready) * SPARSE_RATIO <= active:
+            masks = self._masks
+            for fd, _ev in ready:
+                if fd not in masks:  # a socket libcurl's table may not know (an idle one...): run them all
+                    break
+            else:
+                if self._stale_table:
+                    # A perform() since the last full account: libcurl's socket table
+                    # may miss a transfer; this run gives it one (see _run_all).
+                    self._run(reassess=True)
+                    return
+                if ready:
+                    self.sparse_wakeups += 1
+                self._run(ready)
+                return
+        self._run()
+
+    def _run(self, ready: Optional[List[Any]] = None, reassess: bool = False) -> None:
+        """perform mode: run curl, then drain finished transfers and re-arm the timer.
+
+        With ``ready`` None: every transfer (one ``perform()``, which brings
+        libcurl's socket table up to date too if ``reassess``).  Otherwise
+        ``socket_action`` on just the ``(fd, epoll events)`` in ``ready``, or,
+        if it is empty, on curl's timeout: the transfers whose time came
+        (new ones included; each ``socket_action`` runs those too).
+        """
+        if self._closed:
+            return
+        multi = self.multi
         try:
             try:
-                _, running = self.multi.perform()
+                if ready is None:
+                    running = self._run_all(reassess)
+                elif not ready:
+                    running = multi.socket_action(_SOCKET_TIMEOUT, 0)[1]
+                else:
+                    running = self._active
+                    for fd, ev in ready:
+                        # CSELECT_IN/OUT are 1/2, as EPOLLIN/OUT are 1/4; an error or
+                        # hang-up wakes whatever curl waits for.
+                        action = (ev & _EPOLLIN) | ((ev & _EPOLLOUT) >> 1)
+                        if ev & _EPOLL_TROUBLE:
+                            action |= 3
+                        running = multi.socket_action(fd, action)[1]
             except pycurl.error:  # pragma: no cover - libcurl reports per transfer
                 log.exception("perform failed")
                 running = -1
@@ -842,6 +908,31 @@ class CurlDriver:
             # nothing would ever run curl again.
             if not self._closed:
                 self._on_timer(self.multi.timeout())
+
+    def _run_all(self, reassess: bool) -> int:
+        """perform mode: run every transfer; how many are running.
+
+        ``perform()`` leaves libcurl's socket table (which ``socket_action``
+        goes by) as it was, so a connection a transfer opened or took from
+        the pool meanwhile may be missing from it; ``reassess`` runs
+        ``socket_all()`` instead: ``perform()``, then every transfer's
+        sockets told to the socket callback.  That costs a visit of every
+        transfer, so it is done only before the table is needed (a wake-up
+        that would run just its ready sockets).  pycurl warns that
+        ``socket_all()`` is deprecated, on every call: ignored by default,
+        but where warnings are errors the driver goes back to running every
+        transfer on every wake-up, for good.
+        """
+        if reassess:
+            try:
+                running: int = self.multi.socket_all()[1]
+                self._stale_table = False
+                return running
+            except DeprecationWarning:  # warnings are errors here: pycurl did not run it
+                self._sparse = False
+                log.debug("socket_all() refused by the warnings filter: perform() on every wake-up")
+        self._stale_table = True
+        return self.multi.perform()[1]  # type: ignore[no-any-return]
 
     def _watch_writers(self, writers: List[int]) -> None:
         """perform mode: level-trigger exactly the sockets curl wants to send on (see the module's docstring)."""
@@ -874,7 +965,7 @@ class CurlDriver:
     def _kick(self) -> None:
         self._kick_pending = False
         if self._perform:
-            self._run()
+            self._step()
         else:
             self._action(_SOCKET_TIMEOUT, 0)
 
@@ -889,7 +980,7 @@ class CurlDriver:
             return
         self._deadline = None
         if self._perform:
-            self._run()
+            self._step()
         else:
             self._action(_SOCKET_TIMEOUT, 0)
 

@@ -9,13 +9,15 @@ from __future__ import annotations
 
 import base64
 import random
+import warnings
 
 import pytest
 
 import loop
 from corduroy import Couch, Database, Timeout
 from loop import Reactor
-from loop.curl import _NEW_PYCURL, MODES, CurlDriver, _epoll, default_mode
+from loop.curl import _NEW_PYCURL, MODES, SPARSE_FROM, SPARSE_RATIO, CurlDriver, _epoll, default_mode
+from tests.consistency import EVERY_COPY
 
 from .proxy import FaultProxy
 
@@ -132,3 +134,56 @@ def test_a_silent_server_hits_the_total_timeout_in_time(reactor, couch_url, db):
         proxy.heal()
         assert status.error is Timeout
         assert 0.45 <= elapsed < 2.5
+
+
+@pytest.fixture
+def perform_reactor(monkeypatch):
+    monkeypatch.setenv("LOOP_CURL_MODE", "perform")
+    r = Reactor.create()
+    loop.set_reactor(r)
+    yield r
+    loop.set_reactor(None)
+    r.close()
+
+
+def _many_docs(db):
+    """32 big and 96 small documents, in every copy: read back at once, 64 in flight (the
+    driver's default limit) and the rest queued, so that 64 run while the first 64 answers come."""
+    db.save([{"_id": "big-%02d" % i, "body": BIG} for i in range(32)], w=EVERY_COPY)
+    db.save([{"_id": "small-%02d" % i} for i in range(96)], w=EVERY_COPY)
+    return ["big-%02d" % i for i in range(32)] + ["small-%02d" % i for i in range(96)]
+
+
+@pytest.mark.skipif(_epoll is None or not _NEW_PYCURL, reason="perform mode needs epoll and pycurl 7.49+")
+def test_perform_mode_runs_just_the_ready_sockets_when_few_of_many_are_ready(perform_reactor, db):
+    ids = _many_docs(db)
+    curl = perform_reactor.curl
+    assert curl.mode == "perform" and curl.max_connections == 64 and 64 >= SPARSE_FROM and 64 >= SPARSE_RATIO
+    got = run_all(perform_reactor, [lambda cb, i=i: db.get(i, callback=cb) for i in ids])
+    assert sorted(data["_id"] for data, _ in got) == sorted(ids)
+    assert all(status.ok and data.get("body", BIG) == BIG for data, status in got)
+    # The server answers the 64 in flight one after the other: most wake-ups find one socket
+    # ready, and run just that one (socket_action), bodies of several socket buffers included.
+    assert curl.sparse_wakeups > 0
+    again = run_all(perform_reactor, [lambda cb, i=i: db.get(i, callback=cb) for i in ids[:4]])
+    assert sorted(data["_id"] for data, _ in again) == ids[:4]
+
+
+@pytest.mark.skipif(_epoll is None or not _NEW_PYCURL, reason="perform mode needs epoll and pycurl 7.49+")
+def test_perform_mode_where_deprecation_warnings_are_errors_runs_every_transfer_each_time(perform_reactor, db):
+    ids = _many_docs(db)
+    curl = perform_reactor.curl
+    with warnings.catch_warnings():
+        # pycurl warns on each socket_all(), which the driver uses to bring libcurl's socket table
+        # up to date before it runs just the ready sockets
+        warnings.simplefilter("error", DeprecationWarning)
+        got = run_all(perform_reactor, [lambda cb, i=i: db.get(i, callback=cb) for i in ids])
+        assert sorted(data["_id"] for data, _ in got) == sorted(ids)
+        assert all(status.ok and data.get("body", BIG) == BIG for data, status in got)
+        # Refused: the driver runs every transfer on every wake-up from then on.
+        assert curl._run_all(reassess=True) == 0
+        assert curl._sparse is False
+        sparse = curl.sparse_wakeups
+        again = run_all(perform_reactor, [lambda cb, i=i: db.get(i, callback=cb) for i in ids])
+    assert sorted(data["_id"] for data, _ in again) == sorted(ids)
+    assert curl.sparse_wakeups == sparse
