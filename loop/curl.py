@@ -887,6 +887,8 @@ class CurlDriver:
                 else:
                     running = self._active
                     for fd, ev in ready:
+                        if self._closed:  # by a streaming consumer, from inside curl
+                            return
                         # CSELECT_IN/OUT are 1/2, as EPOLLIN/OUT are 1/4; an error or
                         # hang-up wakes whatever curl waits for.
                         action = (ev & _EPOLLIN) | ((ev & _EPOLLOUT) >> 1)
