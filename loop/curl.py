@@ -309,6 +309,7 @@ class CurlDriver:
         #: perform mode: how many wake-ups ran just their ready sockets (see SPARSE_FROM).
         self.sparse_wakeups = 0
         self._stale_table = False  # perform mode: a perform() since the last socket_all()
+        self._few_ready = False  # perform mode: the last wake-up with a socket ready found few of many
         #: How many times the reactor has woken the driver for socket events.
         self.wakeups = 0
         if mode == "perform":
@@ -849,7 +850,10 @@ class CurlDriver:
             return
         ready = self._epoll.poll(0)
         active = self._active
-        if self._sparse and active >= SPARSE_FROM and len(ready) * SPARSE_RATIO <= active:
+        few = self._sparse and active >= SPARSE_FROM and len(ready) * SPARSE_RATIO <= active
+        if ready:
+            self._few_ready = few
+        if few:
             masks = self._masks
             for fd, _ev in ready:
                 if fd not in masks:  # a socket libcurl's table may not know (an idle one...): run them all
@@ -857,8 +861,12 @@ class CurlDriver:
             else:
                 if self._stale_table:
                     # A perform() since the last full account: libcurl's socket table
-                    # may miss a transfer; this run gives it one (see _run_all).
-                    self._run(reassess=True)
+                    # may miss a transfer; this run gives it one (see _run_all).  Not
+                    # when nothing is ready (new transfers, a timer) and the last
+                    # wake-up found many sockets ready, as a server that answers
+                    # many at once makes it: the sparse path is not coming, and a
+                    # perform() starts the new transfers without a socket callback each.
+                    self._run(reassess=self._few_ready)
                     return
                 if ready:
                     self.sparse_wakeups += 1
