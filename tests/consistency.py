@@ -9,7 +9,9 @@ was settled, with the other copy's older winner); ``_changes``, views,
 ``_all_docs``, ``_design_docs``, ``_find``, ``_revs_diff``/``_missing_revs``
 and the database's info read whichever copy of each shard answers first, and
 for that moment it may be the one without the write: the CouchDB
-documentation promises them eventual consistency only. On the test cluster,
+documentation promises them eventual consistency only. The security object
+is the same: ``PUT /{db}/_security`` answers once a majority of the copies
+of every shard has it, and ``GET`` reads one copy. On the test cluster,
 a ``_changes`` read right after the first write to a new database misses it
 about one time in four. Single nodes and pouchdb-server see every write at
 once, so there the first try passes and these helpers cost nothing.

@@ -26,6 +26,7 @@ import pytest
 from corduroy import Couch, Database, ExpectationFailed, HTTPError, ServerError, relax
 from corduroy.exceptions import error_for_code
 from tests.conftest import couch_request
+from tests.consistency import eventually_equal
 from tests.scripted import ScriptedServer
 from tests.styles import STYLES, call
 
@@ -276,7 +277,8 @@ def test_saving_a_document_named_security_leaves_the_security_object_alone(style
         call(style, db.save, {"_id": "_security", "members": {"names": ["mallory"], "roles": []}})
     with pytest.raises(ValueError):
         call(style, db.save, [{"_id": "harmless"}, {"_id": "_security", "members": {"names": ["mallory"]}}])
-    assert couch_request(couch_url, "GET", "/%s/_security" % db.name)[1] == wanted
+    # Eventually: a cluster's copies take the PUT at slightly different times (tests.consistency).
+    eventually_equal(lambda: couch_request(couch_url, "GET", "/%s/_security" % db.name)[1], wanted)
     assert db.info()["doc_count"] == 0  # nothing of the batch was written
     assert db.get(["harmless"]) == [None]
 
