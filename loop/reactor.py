@@ -460,9 +460,12 @@ def blocking_reactor() -> Reactor:
 
     A blocking call (no callback, no reactor running) runs on it, not on
     the default reactor, so it never runs the timers and callbacks pending
-    there, and no ``stop()`` meant for the default reactor can end it.  On
-    gevent, where blocking parks only the calling greenlet, it is the
-    default reactor itself.
+    there, and no ``stop()`` meant for the default reactor can end it.  It
+    follows the default reactor's backend and its connection limits
+    (``get_reactor().curl.set_limits(...)``): a limit set there holds for
+    blocking calls and top-level ``@relax`` generators too.  On gevent,
+    where blocking parks only the calling greenlet, it is the default
+    reactor itself.
     """
     state = _local.state
     reactor = state.blocking
@@ -483,7 +486,17 @@ def blocking_reactor() -> Reactor:
             return get_reactor()
         state.blocking = reactor
         state.remember(reactor)
+    if default is not None and default._curl is not None:
+        _follow_limits(default._curl, reactor)
     return reactor
+
+
+def _follow_limits(source: Any, reactor: Reactor) -> None:
+    """Give ``reactor``'s curl driver the limits of ``source`` (another reactor's driver) if they differ."""
+    limits = (source.max_connections, source.max_per_host, source.max_streams)
+    driver = reactor._curl
+    if driver is None or (driver.max_connections, driver.max_per_host, driver.max_streams) != limits:
+        reactor.curl.set_limits(*limits)
 
 
 def would_block() -> bool:

@@ -144,6 +144,23 @@ def test_blocking_calls_use_a_private_reactor_and_relax_follows_it(backend: Reac
     assert reactor.backend == backend.backend
 
 
+def test_blocking_calls_keep_the_connection_limits_set_on_the_default_reactor(backend: Reactor,
+                                                                              db: Database) -> None:
+    @relax
+    def five_at_once() -> Any:
+        ops = [db.get("doc") for _ in range(5)]
+        curl = loop.get_reactor().curl
+        seen = (curl.active, curl.queued)
+        docs = yield ops
+        return seen, [doc["v"] for doc in docs]
+
+    backend.curl.set_limits(1)
+    assert five_at_once() == ((1, 4), [1] * 5)  # one transfer at a time, the rest wait in order
+    backend.curl.set_limits(3)  # changed after the private reactor exists: followed too
+    assert five_at_once() == ((3, 2), [1] * 5)
+    assert blocking_reactor().curl.max_connections == 3
+
+
 # -- 3. default timeouts ---------------------------------------------------------
 def test_timeouts_have_visible_defaults() -> None:
     couch = Couch("http://127.0.0.1:5984")
