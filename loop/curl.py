@@ -56,7 +56,7 @@ import os
 import select
 import weakref
 from collections import deque
-from typing import Any, Callable, Deque, Dict, List, Optional
+from typing import Any, Callable, Deque, Dict, List, Optional, Tuple
 
 import pycurl
 
@@ -388,6 +388,11 @@ class CurlDriver:
                 self._on_timer(0)
         elif self._timer_updates:
             self._sync_timer()
+
+    @property
+    def limits(self) -> Tuple[int, int, Optional[int]]:
+        """``(max_connections, max_per_host, max_streams)``: the arguments of :meth:`set_limits` in force."""
+        return self.max_connections, self.max_per_host, self.max_streams
 
     @property
     def max_transfers(self) -> int:

@@ -487,16 +487,10 @@ def blocking_reactor() -> Reactor:
         state.blocking = reactor
         state.remember(reactor)
     if default is not None and default._curl is not None:
-        _follow_limits(default._curl, reactor)
+        limits = default._curl.limits
+        if reactor._curl is None or reactor._curl.limits != limits:
+            reactor.curl.set_limits(*limits)
     return reactor
-
-
-def _follow_limits(source: Any, reactor: Reactor) -> None:
-    """Give ``reactor``'s curl driver the limits of ``source`` (another reactor's driver) if they differ."""
-    limits = (source.max_connections, source.max_per_host, source.max_streams)
-    driver = reactor._curl
-    if driver is None or (driver.max_connections, driver.max_per_host, driver.max_streams) != limits:
-        reactor.curl.set_limits(*limits)
 
 
 def would_block() -> bool:
