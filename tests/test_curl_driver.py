@@ -2,7 +2,10 @@
 from __future__ import annotations
 
 import os
+import select
 import socket
+import time
+import weakref
 
 import pytest
 
@@ -11,6 +14,7 @@ from corduroy import ConnectionFailed, Couch, Database, Timeout
 from loop import Reactor, Request
 from loop.curl import MODES, _epoll, default_mode
 from tests.consistency import EVERY_COPY
+from tests.proxy import FaultProxy
 
 BACKENDS = [b for b in loop.available_backends() if b != "gevent"]
 # Every backend with the driver's default mode, and the first backend with each other mode.
@@ -162,6 +166,80 @@ def test_consumer_returning_false_aborts_the_transfer(reactor, db):
     driver.submit(req)
     run_until(reactor, lambda: finished)
     assert req.errno == loop.curl.E_WRITE_ERROR
+
+
+def _wait_until_readable(port, count, seconds=10.0):
+    """Block until ``count`` of this process's TCP connections to 127.0.0.1:``port`` have something to read."""
+    conns = []
+    for name in os.listdir("/proc/self/fd"):
+        try:
+            fd = os.dup(int(name))
+        except OSError:  # the directory's own descriptor, gone already
+            continue
+        try:
+            s = socket.socket(fileno=fd)  # family and type as the kernel has them
+        except OSError:  # not a socket
+            os.close(fd)
+            continue
+        try:
+            if s.family == socket.AF_INET and s.type == socket.SOCK_STREAM and s.getpeername()[1] == port:
+                conns.append(s)
+                continue
+        except OSError:  # not connected
+            pass
+        s.close()
+    try:
+        poller = select.poll()
+        for s in conns:
+            poller.register(s, select.POLLIN)
+        ready = set()
+        deadline = time.monotonic() + seconds
+        while len(ready) < count and time.monotonic() < deadline:
+            ready.update(fd for fd, _ in poller.poll(100))
+        return len(ready)
+    finally:
+        for s in conns:
+            s.close()
+
+
+def test_a_finished_request_is_let_go_before_the_next_callback_of_the_same_wake_up(reactor, db):
+    # Twenty answers reach the client in one wake-up: the reactor is held in
+    # a callback until all twenty connections have theirs.  Each callback
+    # starts another request, as a closed loop does; by the time it runs,
+    # every request whose callback ran before it must be gone.  Kept to the
+    # end of the wake-up, a hundred finished requests and the hundred their
+    # callbacks started made enough objects to run the cyclic garbage
+    # collector on almost every wake-up (10 collections per 1,000 GETs at
+    # 256 in flight, instead of 3).
+    n = 20
+    reactor.curl.set_limits(n)
+    with FaultProxy.for_url(db.url) as proxy:  # a port only this reactor's connections go to
+        pdb = Database(proxy.url_for(db.url), retries=0)
+        warm = [pdb.get("doc-001", callback=lambda d, s: None) for _ in range(n)]
+        run_until(reactor, lambda: all(op.done() for op in warm))
+        assert proxy.accepted == n  # twenty pooled connections: the next requests go out at once
+        ops = []
+        wakeups = []
+        alive_then = []
+        follow_ups = []
+
+        def callback(doc, status):
+            assert doc["n"] == 1
+            wakeups.append(reactor.curl.wakeups)
+            # Finished and still here: this callback's own request, and no other.
+            alive_then.append(sum(1 for ref in ops if ref() is not None and ref().done()))
+            follow_ups.append(pdb.get("doc-002", callback=lambda d, s: None))
+
+        for _ in range(n):
+            ops.append(weakref.ref(pdb.get("doc-001", callback=callback)))
+        readable = []
+        # Queued after the driver's first run, which sends the twenty requests.
+        reactor.call_soon(lambda: readable.append(_wait_until_readable(proxy.port, n)))
+        run_until(reactor, lambda: len(wakeups) == n and all(op.done() for op in follow_ups))
+    assert readable and readable[0] >= n
+    assert alive_then == [1] * n, (wakeups, alive_then)
+    if reactor.curl.mode != "watch":  # watch mode reads one socket per wake-up
+        assert max(wakeups.count(w) for w in wakeups) >= n // 2, wakeups
 
 
 def test_refused_connection_is_a_connection_failed(reactor):
