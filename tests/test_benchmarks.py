@@ -10,17 +10,20 @@ from __future__ import annotations
 import json
 import os
 import socket
+import subprocess
+import sys
 import urllib.error
 import urllib.request
 from typing import Optional
 
 import pytest
 
-from benchmarks import cli
+from benchmarks import cli, instructions
 from benchmarks.canned import CannedServer
 from benchmarks.clients import CLIENTS
 from benchmarks.couchdb_cluster import available as couchdb_available
 from benchmarks.fixtures import CANNED_REV
+from benchmarks.worker import run_cell
 
 from .conftest import couch_request
 
@@ -77,6 +80,30 @@ def test_every_workload_runs_on_the_canned_server(tmp_path):
     assert seen[("W6", "corduroy-callback")]["target_rate"] == 100
     # a sequential client cannot keep an open-loop rate: reported, not failed
     assert seen[("W6", "corduroy-blocking")]["status"] == "n/a"
+
+
+def test_instruction_counting_runs_what_the_worker_runs_and_prepares_apart(tmp_path):
+    # benchmarks.instructions runs these specs under callgrind (not installed
+    # by make test); here they run as they are, without it.
+    with CannedServer(docs=100) as server:
+        for workload, units in (("W1", 120), ("W2", 1500)):
+            spec = instructions._spec("corduroy-callback", server.url, units, 3, str(tmp_path / "r.json"),
+                                      workload, batch=500)
+            out = run_cell(spec)
+            assert out["status"] == "ok" and out["errors"] == 0, out
+            assert out["units"] == units
+        # The preparation alone (taken away from every count) builds W2's documents.
+        spec_path = tmp_path / "spec.json"
+        spec = instructions._spec("none", server.url, 1500, 3, os.devnull, "W2", batch=500)
+        spec_path.write_text(json.dumps(spec))
+        code = (
+            instructions._PREPARE_ONLY
+            + "assert sum(len(batch) for batch in workload._batches) == 1500\n"
+        )
+        root = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+        done = subprocess.run([sys.executable, "-c", code, str(spec_path)], cwd=root, capture_output=True,
+                              text=True, timeout=120)
+        assert done.returncode == 0, done.stderr
 
 
 def test_a_client_that_is_not_installed_is_skipped(monkeypatch):
