@@ -45,6 +45,22 @@ def _spec(client: str, url: str, requests: int, concurrency: int, result: str,
     }
 
 
+def _callgrind(argv: List[str], workdir: str) -> "subprocess.CompletedProcess[str]":
+    """Run ``python argv...`` under callgrind (its output file in ``workdir``)."""
+    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % os.path.join(workdir, "cg.out"),
+           sys.executable] + argv
+    env = dict(os.environ, PYTHONHASHSEED="0")
+    return subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=1800)
+
+
+def _collected(done: "subprocess.CompletedProcess[str]", what: str) -> int:
+    """The instruction count callgrind printed at the end of ``done``."""
+    found = _COLLECTED.findall(done.stderr)
+    if not found:
+        raise RuntimeError("no callgrind summary for %s: %s" % (what, done.stderr[-1500:]))
+    return int(found[-1])
+
+
 def count(client: str, url: str, requests: int, concurrency: int, workdir: str,
           workload: str = "W1", batch: int = 1000) -> int:
     """Instructions callgrind counts for one worker process running ``requests`` GETs (W1) or document saves (W2)."""
@@ -52,18 +68,12 @@ def count(client: str, url: str, requests: int, concurrency: int, workdir: str,
     result = os.path.join(workdir, "result-%s-%d.json" % (client, requests))
     with open(spec_path, "w") as f:
         json.dump(_spec(client, url, requests, concurrency, result, workload, batch), f)
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % os.path.join(workdir, "cg.out"),
-           sys.executable, "-m", "benchmarks.worker", spec_path]
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=1800)
+    done = _callgrind(["-m", "benchmarks.worker", spec_path], workdir)
     with open(result) as f:
         outcome = json.load(f)
     if done.returncode != 0 or outcome.get("status", "ok") not in ("ok", None) or outcome.get("errors"):
         raise RuntimeError("%s: worker failed (%s): %s" % (client, done.returncode, done.stderr[-1500:]))
-    found = _COLLECTED.findall(done.stderr)
-    if not found:
-        raise RuntimeError("no callgrind summary for %s: %s" % (client, done.stderr[-1500:]))
-    return int(found[-1])
+    return _collected(done, client)
 
 
 _PREPARE_ONLY = ("import json, sys\n"
@@ -82,14 +92,10 @@ def count_preparation(url: str, requests: int, concurrency: int, workdir: str,
     spec_path = os.path.join(workdir, "spec-prepare-%d.json" % requests)
     with open(spec_path, "w") as f:
         json.dump(_spec("none", url, requests, concurrency, os.devnull, workload, batch), f)
-    cmd = ["valgrind", "--tool=callgrind", "--callgrind-out-file=%s" % os.path.join(workdir, "cg.out"),
-           sys.executable, "-c", _PREPARE_ONLY, spec_path]
-    env = dict(os.environ, PYTHONHASHSEED="0")
-    done = subprocess.run(cmd, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env, timeout=1800)
-    found = _COLLECTED.findall(done.stderr)
-    if done.returncode != 0 or not found:
+    done = _callgrind(["-c", _PREPARE_ONLY, spec_path], workdir)
+    if done.returncode != 0:
         raise RuntimeError("preparing %s failed (%s): %s" % (workload, done.returncode, done.stderr[-1500:]))
-    return int(found[-1])
+    return _collected(done, "preparing " + workload)
 
 
 def main(argv: Optional[List[str]] = None) -> int:
@@ -111,7 +117,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("benchmarks.instructions: needs valgrind (apt-get install valgrind)", file=sys.stderr)
         return 3
     clients = [c for c in args.clients.split(",") if c]
-    per_get: Dict[str, float] = {}
+    per_unit: Dict[str, float] = {}
     with CannedServer(docs=1000) as server, tempfile.TemporaryDirectory() as workdir:
         # What building the workload costs a unit (W2's documents), counted in every run: taken away.
         prepared = (count_preparation(server.url, large, concurrency, workdir, args.workload, args.batch)
@@ -119,7 +125,7 @@ def main(argv: Optional[List[str]] = None) -> int:
         for client in clients:
             few = count(client, server.url, small, concurrency, workdir, args.workload, args.batch)
             many = count(client, server.url, large, concurrency, workdir, args.workload, args.batch)
-            per_get[client] = (many - few - prepared) / float(large - small)
+            per_unit[client] = (many - few - prepared) / float(large - small)
     if bulk:
         print("W2 bulk insert, %d documents a request, %d in flight, canned server: instructions per document "
               "(callgrind, %d vs %d documents)" % (args.batch, concurrency, large, small))
@@ -127,8 +133,8 @@ def main(argv: Optional[List[str]] = None) -> int:
         print("W1 GET by id, %d in flight, canned server: instructions per GET (callgrind, %d vs %d GETs)"
               % (concurrency, large, small))
     print("  (building the workload, %.0f a unit, taken away)" % (prepared / float(large - small)))
-    base = per_get.get("pycurl")
-    for client, n in per_get.items():
+    base = per_unit.get("pycurl")
+    for client, n in per_unit.items():
         ratio = " (%.2fx raw pycurl)" % (n / base) if base else ""
         print("  %-18s %9.0f%s" % (client, n, ratio))
     return 0
