@@ -202,7 +202,7 @@ def _wait_until_readable(port, count, seconds=10.0):
             s.close()
 
 
-def test_a_finished_request_is_let_go_before_the_next_callback_of_the_same_wake_up(reactor, db):
+def test_a_finished_request_is_let_go_before_the_next_callback_of_the_same_wake_up(reactor, couch_url, db):
     # Twenty answers reach the client in one wake-up: the reactor is held in
     # a callback until all twenty connections have theirs.  Each callback
     # starts another request, as a closed loop does; by the time it runs,
@@ -214,9 +214,10 @@ def test_a_finished_request_is_let_go_before_the_next_callback_of_the_same_wake_
     n = 20
     reactor.curl.set_limits(n)
     with FaultProxy.for_url(db.url) as proxy:  # a port only this reactor's connections go to
-        pdb = Database(proxy.url_for(db.url), retries=0)
+        pdb = Database(proxy.url_for(couch_url) + "/" + db.name, retries=0)  # with the credentials
         warm = [pdb.get("doc-001", callback=lambda d, s: None) for _ in range(n)]
         run_until(reactor, lambda: all(op.done() for op in warm))
+        assert [op.result()["n"] for op in warm] == [1] * n
         assert proxy.accepted == n  # twenty pooled connections: the next requests go out at once
         ops = []
         wakeups = []
