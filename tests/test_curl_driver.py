@@ -15,6 +15,7 @@ from loop import Reactor, Request
 from loop.curl import MODES, _epoll, default_mode
 from tests.consistency import EVERY_COPY
 from tests.proxy import FaultProxy
+from tests.sockets import connections_to
 
 BACKENDS = [b for b in loop.available_backends() if b != "gevent"]
 # Every backend with the driver's default mode, and the first backend with each other mode.
@@ -170,36 +171,14 @@ def test_consumer_returning_false_aborts_the_transfer(reactor, db):
 
 def _wait_until_readable(port, count, seconds=10.0):
     """Block until ``count`` of this process's TCP connections to 127.0.0.1:``port`` have something to read."""
-    conns = []
-    for name in os.listdir("/proc/self/fd"):
-        try:
-            fd = os.dup(int(name))
-        except OSError:  # the directory's own descriptor, gone already
-            continue
-        try:
-            s = socket.socket(fileno=fd)  # family and type as the kernel has them
-        except OSError:  # not a socket
-            os.close(fd)
-            continue
-        try:
-            if s.family == socket.AF_INET and s.type == socket.SOCK_STREAM and s.getpeername()[1] == port:
-                conns.append(s)
-                continue
-        except OSError:  # not connected
-            pass
-        s.close()
-    try:
-        poller = select.poll()
-        for s in conns:
-            poller.register(s, select.POLLIN)
-        ready = set()
-        deadline = time.monotonic() + seconds
-        while len(ready) < count and time.monotonic() < deadline:
-            ready.update(fd for fd, _ in poller.poll(100))
-        return len(ready)
-    finally:
-        for s in conns:
-            s.close()
+    poller = select.poll()
+    for fd in connections_to(port):
+        poller.register(fd, select.POLLIN)
+    ready = set()
+    deadline = time.monotonic() + seconds
+    while len(ready) < count and time.monotonic() < deadline:
+        ready.update(fd for fd, _ in poller.poll(100))
+    return len(ready)
 
 
 def test_a_finished_request_is_let_go_before_the_next_callback_of_the_same_wake_up(reactor, couch_url, db):

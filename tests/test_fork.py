@@ -22,31 +22,11 @@ from typing import Any, Dict, List, Optional, Set, Tuple
 import loop
 from corduroy import Couch, Database
 from tests.consistency import eventually
+from tests.sockets import connections_to
 
 #: ``struct tcp_info``: ``tcpi_bytes_acked`` and ``tcpi_bytes_received`` (Linux 4.2+).
 _TCP_INFO_LEN = 136
 _BYTES_AT = 120
-
-
-def connections_to(port: int) -> Dict[int, int]:
-    """This process's TCP sockets connected to 127.0.0.1:``port``, as ``{fd: local port}``."""
-    found = {}
-    for name in os.listdir("/proc/self/fd"):
-        fd = int(name)
-        try:
-            if not os.readlink("/proc/self/fd/%d" % fd).startswith("socket:"):
-                continue
-            sock = socket.socket(fileno=os.dup(fd))
-        except OSError:
-            continue
-        try:
-            if sock.type == socket.SOCK_STREAM and sock.getpeername()[1] == port:
-                found[fd] = sock.getsockname()[1]
-        except OSError:
-            pass
-        finally:
-            sock.close()
-    return found
 
 
 def traffic(fd: int) -> Optional[Tuple[int, int]]:
